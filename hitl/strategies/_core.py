@@ -1,0 +1,215 @@
+"""Shared pieces of the query strategies: the result type, input checks, top-k."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import ConfigError, EmptyPoolError, ValidationError
+
+
+class Selection(NamedTuple):
+    """The items a strategy picked, best first.
+
+    A ``NamedTuple``, so it unpacks as ``indices, scores`` exactly like the
+    ``(indices, metrics)`` pair that modAL's own strategies return, which is what
+    ``modAL.ActiveLearner.query`` expects of a ``query_strategy``.
+
+    Attributes
+    ----------
+    indices : ndarray of int64
+        Positions in the candidate pool, most informative first, no duplicates.
+    scores : ndarray of float64
+        Utility of each picked item (higher was picked earlier for score-based
+        strategies); ``nan`` where a foreign strategy gave none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sel = Selection(np.array([2, 0]), np.array([0.9, 0.5]))
+    >>> idx, scores = sel
+    >>> idx.tolist()
+    [2, 0]
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of items picked."""
+        return int(self.indices.shape[0])
+
+
+def _empty_selection() -> Selection:
+    return Selection(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
+
+
+def check_n_instances(n_instances: Any) -> int:
+    """Validate a batch size: an integer >= 0."""
+    if isinstance(n_instances, (bool, np.bool_)) or not isinstance(n_instances, (int, np.integer)):
+        raise ConfigError(f"is {n_instances!r}", field="n_instances", expected="a non-negative integer")
+    if n_instances < 0:
+        raise ConfigError(f"is {n_instances}", field="n_instances", expected="a non-negative integer")
+    return int(n_instances)
+
+
+def check_proba(proba: Any, *, field: str = "proba", n_rows: int | None = None, check_values: bool = True) -> np.ndarray:
+    """Return ``proba`` as a 2-d float array, or raise a typed error.
+
+    Raises :class:`EmptyPoolError` for zero rows and :class:`ValidationError`
+    naming the first bad row for NaN, infinite or negative values.
+    """
+    if not hasattr(proba, "shape") or not hasattr(proba, "dtype"):
+        try:
+            proba = np.asarray(proba, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValidationError("is not numeric", field=field, expected="an (n, k) array of probabilities") from None
+    if proba.ndim != 2:
+        raise ValidationError(f"has shape {tuple(proba.shape)}", field=field, expected="an (n, k) array of probabilities")
+    if not (np.issubdtype(proba.dtype, np.floating) or np.issubdtype(proba.dtype, np.integer)):
+        raise ValidationError(f"has dtype {proba.dtype}", field=field, expected="floating-point probabilities")
+    if n_rows is not None and proba.shape[0] != n_rows:
+        raise ValidationError(
+            f"has {proba.shape[0]} rows for {n_rows} candidates", field=field, expected="one row per candidate"
+        )
+    if proba.shape[0] == 0:
+        raise EmptyPoolError("no candidates to select from", field=field, expected="at least one unlabeled item")
+    if proba.shape[1] == 0:
+        raise ValidationError("has no columns", field=field, expected="at least one class")
+    if not np.issubdtype(proba.dtype, np.floating):
+        proba = proba.astype(np.float64)
+    if check_values:
+        _check_values(proba, field)
+    return proba
+
+
+def _check_values(proba: np.ndarray, field: str) -> None:
+    # Reductions first (cheap); locate the culprit only when something is wrong.
+    lo = proba.min()
+    if np.isfinite(lo) and lo >= 0 and np.isfinite(proba.max()):
+        return
+    raise_bad_row(proba, field)
+
+
+def raise_bad_row(proba: np.ndarray, field: str = "proba") -> None:
+    """Raise the ValidationError that names the first NaN / infinite / negative row."""
+    flat = proba.reshape(proba.shape[0], -1)
+    nan_rows = np.isnan(flat).any(axis=1)
+    if nan_rows.any():
+        i = int(np.argmax(nan_rows))
+        raise ValidationError("is NaN", item=i, field=field, expected="finite probabilities")
+    inf_rows = np.isinf(flat).any(axis=1)
+    if inf_rows.any():
+        i = int(np.argmax(inf_rows))
+        raise ValidationError("is infinite", item=i, field=field, expected="finite probabilities")
+    neg_rows = (flat < 0).any(axis=1)
+    if neg_rows.any():
+        i = int(np.argmax(neg_rows))
+        raise ValidationError(
+            f"is negative ({float(flat[i].min())})", item=i, field=field, expected="probabilities >= 0"
+        )
+
+
+def rng_of(random_state: Any) -> np.random.Generator:
+    """A numpy Generator from an int, None, a Generator or a legacy RandomState."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    return np.random.default_rng(random_state)
+
+
+def top_k(scores: np.ndarray, k: int) -> Selection:
+    """The ``k`` highest scores, best first; ties go to the lower index.
+
+    Uses ``np.argpartition`` (linear time) and sorts only the ``k`` winners.
+    Items whose score is NaN are never picked before finite ones.
+    """
+    n = scores.shape[0]
+    k = min(k, n)
+    if k == 0:
+        return _empty_selection()
+    if k < n:
+        # The k-th largest value; everything strictly above it is in, and the
+        # remaining seats go to the lowest indices among those equal to it.
+        part = np.argpartition(scores, n - k)[n - k :]
+        threshold = scores[part].min()
+        above = part[scores[part] > threshold]
+        need = k - above.shape[0]
+        if need > 0:
+            ties = np.flatnonzero(scores == threshold)[:need]
+            chosen = np.concatenate([above, ties])
+        else:
+            chosen = above
+    else:
+        chosen = np.arange(n)
+    chosen = chosen.astype(np.int64, copy=False)
+    # lexsort: last key is primary -> by score descending, then index ascending.
+    order = np.lexsort((chosen, -scores[chosen]))
+    chosen = chosen[order]
+    return Selection(chosen, scores[chosen].astype(np.float64, copy=False))
+
+
+class ProbaProxy:
+    """A stand-in classifier whose ``predict_proba`` returns precomputed probabilities.
+
+    It lets any modAL-style strategy run on probabilities the engine has already
+    computed. It mimics the attributes modAL's learners expose (``classes_``,
+    ``X_training``, ``on_transformed``, ``estimator``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from modAL.uncertainty import margin_sampling
+    >>> P = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4]])
+    >>> idx, _ = margin_sampling(ProbaProxy(P), np.zeros((3, 1)), n_instances=1)
+    >>> idx.tolist()
+    [0]
+    """
+
+    def __init__(self, proba: np.ndarray, X_training: Any = None, model: Any = None) -> None:
+        self.proba = proba
+        self.X_training = X_training
+        self.model = model
+        self.estimator = self
+        self.on_transformed = False
+        self.classes_ = np.arange(proba.shape[1])
+        self.n_classes_ = proba.shape[1]
+
+    def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
+        n = X.shape[0] if hasattr(X, "shape") else len(X)
+        if n != self.proba.shape[0]:
+            raise ValidationError(
+                f"strategy asked for {n} rows, {self.proba.shape[0]} were precomputed",
+                field="X",
+                expected="the candidate pool",
+            )
+        return self.proba
+
+    def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
+        return self.predict_proba(X).argmax(axis=1)
+
+    def transform_without_estimating(self, X: Any) -> Any:
+        return X
+
+    def __getattr__(self, name: str) -> Any:
+        # Optional model capabilities (sample_proba, grad_embed, embed, ...) come from the real model.
+        model = self.__dict__.get("model")
+        if model is not None and not name.startswith("__"):
+            return getattr(model, name)
+        raise AttributeError(name)
+
+
+def get_proba(classifier: Any, X: Any, **predict_proba_kwargs: Any) -> np.ndarray:
+    """``classifier.predict_proba(X)``, checked."""
+    if not hasattr(classifier, "predict_proba"):
+        raise ValidationError(
+            f"{type(classifier).__name__} has no predict_proba", field="classifier", expected="a probabilistic classifier"
+        )
+    n = X.shape[0] if hasattr(X, "shape") else len(X)
+    if n == 0:
+        raise EmptyPoolError("no candidates to select from", field="X", expected="at least one unlabeled item")
+    proba = classifier.predict_proba(X, **predict_proba_kwargs)
+    return check_proba(proba, n_rows=n)
