@@ -116,7 +116,11 @@ class LabelingProject:
     y_true : array, optional
         True labels of the pool, only to report label accuracy (simulations, benchmarks).
     seed_size : int, optional
-        Items labeled at random before the model is trusted; default one batch.
+        Human labels needed before the model is trained at all (before that, items are
+        picked at random); default 1.
+    min_labels_to_accept : int, optional
+        Human labels needed before any machine label is auto-accepted; default five
+        per class.
     random_state : int, default 0
     progress : bool, default True
         Show a progress bar per round.
@@ -152,6 +156,7 @@ class LabelingProject:
         eval_set: tuple[Any, Any] | None = None,
         y_true: Sequence[int] | None = None,
         seed_size: int | None = None,
+        min_labels_to_accept: int | None = None,
         random_state: int = 0,
         progress: bool = True,
     ) -> None:
@@ -186,6 +191,7 @@ class LabelingProject:
         self.random_state = int(random_state)
         self.progress = progress
         self.seed_size = seed_size
+        self.min_labels_to_accept = 5 * len(self.classes) if min_labels_to_accept is None else int(min_labels_to_accept)
         self.eval_set = eval_set
         self.y_true = None if y_true is None else _check_truth(y_true, pool.n_items, len(self.classes), "y_true")
         if eval_set is not None:
@@ -226,7 +232,7 @@ class LabelingProject:
                 rounds_run += 1
                 last = self.store.rounds()[-1]["stats"]
                 bar.update(1)
-                bar.set_postfix(answers=last.get("human_answers_after"), label_acc=_fmt(last.get("label_accuracy")))
+                bar.set_postfix(answers=last.get("human_answers_after"), auto_accepted=last.get("auto_accepted"))
         finally:
             bar.close()
         return self._finish(reason or "max_rounds")
@@ -308,7 +314,10 @@ class LabelingProject:
             proba = np.zeros((n, len(self.classes)))
             if len(rest):
                 proba[rest] = self.model.predict_proba(self.pool.X[rest])
-            accepted[rest] = self.router.accept_mask(proba[rest]) if len(rest) else False
+            # A model that has seen a handful of labels, or one class, is sure of itself for no
+            # reason: machine labels are only accepted once it has seen min_labels_to_accept.
+            if len(rest) and labeled.sum() >= self.min_labels_to_accept and len(np.unique(y[labeled])) > 1:
+                accepted[rest] = self.router.accept_mask(proba[rest])
             if self.eval_set is not None:
                 model_acc = float(np.mean(self.model.predict_proba(self.eval_set[0]).argmax(1) == np.asarray(self.eval_set[1])))
         point = {"human_answers": self.store.n_answers(), "human_labeled": int(labeled.sum()),

@@ -85,6 +85,8 @@ class Router:
         proba = np.asarray(proba)
         if proba.ndim != 2:
             raise ValidationError(f"has shape {proba.shape}", field="proba", expected="(n_items, n_classes)")
+        if self.auto_accept >= 1.0:
+            return np.zeros(len(proba), dtype=bool)
         return proba.max(axis=1) >= self.auto_accept
 
     def assign(self, items: np.ndarray, eligible: np.ndarray, load: np.ndarray,

@@ -1,0 +1,18 @@
+"""Shared test set-up: no display, no network, small data."""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def blobs():
+    """A small, well separated 3-class problem: (X, y)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    centers = np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]])
+    X = centers[y] + rng.normal(0, 1.0, (300, 2))
+    return X.astype(np.float32), y

@@ -1,0 +1,35 @@
+"""A small project that the crash test runs, kills and resumes (also importable)."""
+
+import sys
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import hitl
+from hitl.models import SklearnModel
+
+BUDGET = 600
+BATCH = 20
+PER_ITEM = 3
+
+
+def make_project(store: str, latency: float = 0.0, budget: int = BUDGET) -> hitl.LabelingProject:
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600].astype(np.float32), y[:600]
+    allowed = [["FR"] if i % 7 == 0 else None for i in range(len(y))]
+    crowd = hitl.SimulatedCrowd.from_profile("realistic", 12, truth=y, n_classes=10,
+                                             countries=["TG", "KE", "FR"], random_state=3,
+                                             latency=latency, chunk_size=4)
+    return hitl.LabelingProject(
+        hitl.Pool(X, ids=[f"d{i}" for i in range(len(y))], allowed_countries=allowed),
+        SklearnModel(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), n_classes=10),
+        workforce=crowd, answers_per_item=PER_ITEM, budget=hitl.Budget(answers=budget), store=store,
+        y_true=y, random_state=5, progress=False,
+    )
+
+
+if __name__ == "__main__":
+    make_project(sys.argv[1], latency=float(sys.argv[2])).run(batch_size=BATCH)
