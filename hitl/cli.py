@@ -14,6 +14,8 @@ from .errors import HitlError
 _SUBCOMMAND_MODULES = (
     "hitl.demo",
     "hitl.aggregation.cli",
+    "hitl.impact_cli",
+    "hitl.serve.cli",
 )
 
 

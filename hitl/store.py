@@ -231,6 +231,23 @@ class Store:
         rows = np.array(self._db.execute(sql + " ORDER BY a.rowid", params).fetchall(), dtype=np.int64).reshape(-1, 2)
         return rows[:, 0], rows[:, 1]
 
+    def reassign(self, item: int, old_worker: int, new_worker: int) -> bool:
+        """Hand an unanswered assignment to another HITer (e.g. after a lease ran out).
+
+        Returns False, changing nothing, when the old assignment is already answered or
+        does not exist, or when the new HITer already holds that item.
+        """
+        with self.transaction() as db:
+            answered = db.execute("SELECT 1 FROM answers WHERE item = ? AND worker = ?", (item, old_worker)).fetchone()
+            taken = db.execute("SELECT 1 FROM assignments WHERE item = ? AND worker = ?", (item, new_worker)).fetchone()
+            if answered or taken:
+                return False
+            cur = db.execute("UPDATE assignments SET worker = ? WHERE item = ? AND worker = ?", (new_worker, item, old_worker))
+            if cur.rowcount == 1:
+                db.execute("INSERT INTO events (at, round, kind, payload) VALUES (?, NULL, 'reassigned', ?)",
+                           (time.time(), json.dumps({"item": item, "from": old_worker, "to": new_worker})))
+            return cur.rowcount == 1
+
     # -- answers -------------------------------------------------------------------
     def add_answers(self, round_no: int, items: np.ndarray, workers: np.ndarray, labels: np.ndarray,
                     seconds: np.ndarray, pay_cents: np.ndarray | None = None, currency: str = "USD") -> int:

@@ -84,3 +84,14 @@ def test_not_a_database(tmp_path):
     bad.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError):
         hitl.Store(bad)
+
+
+def test_reassign_moves_only_unanswered_assignments():
+    s = _store()
+    s.add_answers(0, np.array([0]), np.array([0]), np.array([1]), np.array([3.0]))
+    assert not s.reassign(0, 0, 1)  # answered already
+    assert not s.reassign(0, 1, 0)  # HITer 0 already holds item 0
+    assert s.reassign(1, 0, 1)
+    items, workers = s.assignments(0, pending=True)
+    assert sorted(zip(items.tolist(), workers.tolist())) == [(0, 1), (1, 1)]
+    assert s.events("reassigned")[0]["payload"] == {"item": 1, "from": 0, "to": 1}
