@@ -182,7 +182,7 @@ def test_sharded_em_steps_match_in_process(dtype):
         sums = [ds_m_step_sums(post, t[i], w[i], y[i], n_workers) for i in shards]
         counts = sum(s[0] for s in sums)
         class_counts = sum(s[1] for s in sums)
-        log_conf, log_prior = ds_m_step(counts, class_counts, ref.smoothing, dtype=dtype)
+        log_conf, log_prior = ds_m_step(counts, class_counts, ref.smoothing, ref.diagonal, dtype=dtype)
         new = np.zeros((n_tasks, k), dtype=dtype)
         for i in shards:
             p, _ = ds_e_step(log_conf, log_prior, t[i], w[i], y[i], n_tasks)

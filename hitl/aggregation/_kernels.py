@@ -7,9 +7,9 @@ keep the dtype of their float input, so EM can run in float32 or float64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["task_class_sums", "answer_class_sums", "softmax_rows"]
+__all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows"]
 
 
 @njit(cache=True, nogil=True)
@@ -35,10 +35,52 @@ def _answer_class_sums(post, task, rowidx, out):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
+def _vote_counts(task, label, weights, out):  # pragma: no cover - compiled
+    for i in range(task.shape[0]):
+        out[task[i], label[i]] += weights[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _vote_counts_unweighted(task, label, out):  # pragma: no cover - compiled
+    for i in range(task.shape[0]):
+        out[task[i], label[i]] += 1.0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _answered_sum(post, answered):  # pragma: no cover - compiled
+    n, k = post.shape
+    out = np.zeros(k, dtype=np.float64)
+    for t in range(n):
+        if answered[t]:
+            for j in range(k):
+                out[j] += post[t, j]
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _normalize_rows(counts):  # pragma: no cover - compiled
+    n, k = counts.shape
+    for t in prange(n):
+        s = 0.0
+        for j in range(k):
+            s += counts[t, j]
+        if s > 0:
+            inv = 1.0 / s
+            for j in range(k):
+                counts[t, j] *= inv
+        else:
+            for j in range(k):
+                counts[t, j] = 1.0 / k
+    return counts
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def _softmax_rows(scores):  # pragma: no cover - compiled
     n, k = scores.shape
     total = 0.0
-    for t in range(n):
+    for t in prange(n):
         m = scores[t, 0]
         for j in range(1, k):
             if scores[t, j] > m:
@@ -76,3 +118,22 @@ def softmax_rows(scores: np.ndarray) -> tuple[np.ndarray, float]:
     scores = np.ascontiguousarray(scores)
     total = _softmax_rows(scores)
     return scores, float(total)
+
+
+def vote_counts(task: np.ndarray, label: np.ndarray, n_tasks: int, n_classes: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """``(n_tasks, n_classes)`` float64 tally of (weighted) votes."""
+    out = np.zeros((n_tasks, n_classes), dtype=np.float64)
+    if weights is None:
+        return _vote_counts_unweighted(task, label, out)
+    return _vote_counts(task, label, np.ascontiguousarray(weights, dtype=np.float64), out)
+
+
+def normalize_rows(counts: np.ndarray) -> np.ndarray:
+    """Divide each row by its sum in place; a row summing to zero becomes uniform."""
+    return _normalize_rows(counts)
+
+
+def answered_sum(post: np.ndarray, answered: np.ndarray) -> np.ndarray:
+    """Column sums of ``post`` over the rows where ``answered`` is true, in float64."""
+    return _answered_sum(np.ascontiguousarray(post), answered)

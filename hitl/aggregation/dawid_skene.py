@@ -14,12 +14,15 @@ from typing import Any
 import numpy as np
 
 from ._base import BaseAggregator
-from ._kernels import answer_class_sums, task_class_sums, softmax_rows
+from ._kernels import answer_class_sums, answered_sum, softmax_rows, task_class_sums
 from .majority import majority_posteriors
 
 __all__ = ["DawidSkene", "ds_e_step", "ds_m_step_sums", "ds_m_step"]
 
 _TINY = 1e-300
+# Floor of any estimated probability before its log: an answer never seen from a worker
+# stays possible, and float32 and float64 runs share the same floor.
+FLOOR = 1e-100
 
 
 def _resolve_dtype(dtype: Any) -> np.dtype:
@@ -95,28 +98,53 @@ def ds_m_step_sums(
     sums = answer_class_sums(posteriors, task, worker * k + label, n_workers * k)  # (n_workers * k, k) [(w, l), j]
     confusion_counts = sums.reshape(n_workers, k, k).transpose(0, 2, 1)
     answered = np.bincount(task, minlength=n_tasks) > 0
-    class_counts = posteriors[answered].sum(axis=0, dtype=np.float64)
+    class_counts = answered_sum(posteriors, answered)
     return np.ascontiguousarray(confusion_counts, dtype=np.float64), class_counts
 
 
 def ds_m_step(
-    confusion_counts: np.ndarray, class_counts: np.ndarray, smoothing: float = 0.0, *, dtype: Any = np.float64
+    confusion_counts: np.ndarray,
+    class_counts: np.ndarray,
+    smoothing: float = 0.0,
+    diagonal: float = 0.0,
+    *,
+    dtype: Any = np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """M-step: log confusion matrices and log class prior from the summed statistics.
 
-    ``smoothing`` is added to every count (a symmetric Dirichlet pseudo-count); a row
-    with no mass at all becomes uniform.
+    Parameters
+    ----------
+    confusion_counts, class_counts : ndarray
+        Sums from :func:`ds_m_step_sums`, added up over shards.
+    smoothing : float
+        Pseudo-count added to every confusion cell and class count.
+    diagonal : float
+        Extra pseudo-count on the diagonal (the correct answer) of every confusion
+        matrix: a Dirichlet prior saying workers are a little better than chance.
+    dtype : float64 or float32
+        dtype of the returned logs.
+
+    Returns
+    -------
+    log_confusion : ndarray of shape (n_workers, k, k)
+    log_class_prior : ndarray of shape (k,)
+
+    Notes
+    -----
+    Probabilities are floored at ``FLOOR`` (1e-100) before the log; a row without mass
+    becomes uniform.
     """
     dt = _resolve_dtype(dtype)
     k = confusion_counts.shape[-1]
     c = confusion_counts + smoothing
+    if diagonal:
+        c = c + diagonal * np.eye(k)
     totals = c.sum(axis=2, keepdims=True)
     conf = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / k)
     prior = class_counts + smoothing
     prior = prior / prior.sum() if prior.sum() > 0 else np.full(k, 1.0 / k)
-    with np.errstate(divide="ignore"):
-        log_conf = np.log(np.maximum(conf, _TINY))
-        log_prior = np.log(np.maximum(prior, _TINY))
+    log_conf = np.log(np.maximum(conf, FLOOR))
+    log_prior = np.log(np.maximum(prior, FLOOR))
     return log_conf.astype(dt, copy=False), log_prior.astype(dt, copy=False)
 
 
@@ -141,9 +169,12 @@ class DawidSkene(BaseAggregator):
         Most EM iterations.
     tol : float, default 1e-5
         Stop when the mean log-likelihood per answer changes by less than this.
-    smoothing : float, default 0.01
-        Pseudo-count added to every confusion cell and class count (keeps rare
-        workers' matrices away from hard zeros).
+    smoothing : float, default 0.0
+        Pseudo-count added to every confusion cell and class count.
+    diagonal : float, default 0.2
+        Pseudo-count added to the diagonal of every confusion matrix: a weak Dirichlet
+        prior that workers are better than chance. It steadies the matrices of workers
+        with few answers and pins the labelling of classes (no label switching).
     dtype : {"float64", "float32"}, default "float64"
         Working precision of the EM steps; ``posteriors_`` is always float64.
 
@@ -169,29 +200,37 @@ class DawidSkene(BaseAggregator):
     array([1, 0])
     """
 
-    def __init__(self, n_iter: int = 100, tol: float = 1e-5, smoothing: float = 0.01, dtype: Any = "float64") -> None:
+    def __init__(
+        self,
+        n_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.0,
+        diagonal: float = 0.2,
+        dtype: Any = "float64",
+    ) -> None:
         self.n_iter = n_iter
         self.tol = tol
         self.smoothing = smoothing
+        self.diagonal = diagonal
         self.dtype = dtype
 
     def _fit_arrays(self, task, worker, label, n_tasks, n_workers, n_classes, prior) -> None:
         dt = _resolve_dtype(self.dtype)
         post = majority_posteriors(task, label, n_tasks, n_classes, prior).astype(dt)
-        log_task_prior = None if prior is None else np.log(np.maximum(prior, _TINY)).astype(dt)
+        log_task_prior = None if prior is None else np.log(np.maximum(prior, FLOOR)).astype(dt)
         n_answers = len(task)
         history: list[float] = []
         it = 0
         for it in range(1, int(self.n_iter) + 1):
             counts, class_counts = ds_m_step_sums(post, task, worker, label, n_workers)
-            log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, dtype=dt)
+            log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=dt)
             lp = log_class_prior if log_task_prior is None else log_task_prior
             post, ll = ds_e_step(log_conf, lp, task, worker, label, n_tasks)
             history.append(ll / n_answers)
             if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
                 break
         counts, class_counts = ds_m_step_sums(post, task, worker, label, n_workers)
-        log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, dtype=np.float64)
+        log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=np.float64)
         self.confusions_ = np.exp(log_conf)
         self.class_prior_ = np.exp(log_class_prior)
         self.n_iter_ = it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import BaseAggregator
+from ._kernels import normalize_rows, vote_counts
 
 __all__ = ["MajorityVote", "Wawa", "majority_posteriors", "weighted_vote_posteriors"]
 
@@ -22,16 +23,10 @@ def weighted_vote_posteriors(
 
     Tasks with no vote and no prior get a uniform row.
     """
-    counts = np.bincount(task * n_classes + label, weights=weights, minlength=n_tasks * n_classes)
-    counts = counts.reshape(n_tasks, n_classes).astype(np.float64, copy=False)
+    counts = vote_counts(task, label, n_tasks, n_classes, weights)
     if prior is not None:
-        counts = counts + prior_weight * prior
-    totals = counts.sum(axis=1, keepdims=True)
-    empty = totals[:, 0] <= 0
-    totals[empty] = 1.0
-    post = counts / totals
-    post[empty] = 1.0 / n_classes
-    return post
+        counts += prior_weight * prior
+    return normalize_rows(counts)
 
 
 def majority_posteriors(
