@@ -1,9 +1,20 @@
 """Query strategies: which unlabeled items are worth a human's time.
 
 Every strategy is a plain function usable as a modAL ``query_strategy``
-(``strategy(classifier, X, n_instances=1, **kw) -> Selection``) and has a
-score-only form on a probability matrix. The engine calls :func:`select` with
-probabilities it computed once per round.
+(``strategy(classifier, X, n_instances=1, **kw) -> Selection``, a named tuple
+that unpacks as ``indices, scores`` like modAL's own strategies), and has a
+score-only form on arrays. The engine calls :func:`select` with probabilities
+it computed once per round.
+
+Uncertainty: :func:`least_confident`, :func:`margin`, :func:`entropy`
+(compiled one-pass kernels; memmapped pools are read in chunks).
+Committee: :func:`vote_entropy`, :func:`kl_to_consensus`. Bayesian: :func:`bald`.
+Feature space: :func:`density_weighted`, :func:`core_set`, :func:`badge`,
+:func:`cluster_margin`, :func:`ranked_batch`. Baseline: :func:`random`.
+
+Ties are broken by index (the lower position first) wherever a strategy takes
+the best scores; ``random_state`` seeds the strategies that draw at random
+(random, BADGE, density weighting on large pools, cluster-margin on large batches).
 
 Examples
 --------
@@ -16,6 +27,18 @@ Examples
 """
 
 from ._core import ProbaProxy, Selection, top_k
+from .bayesian import bald, bald_scores
+from .committee import kl_to_consensus, kl_to_consensus_scores, member_proba, vote_entropy, vote_entropy_scores
+from .diversity import (
+    badge,
+    cluster_margin,
+    core_set,
+    density_weighted,
+    density_weighted_scores,
+    information_density,
+    min_sq_distances,
+    ranked_batch,
+)
 from .select import STRATEGIES, register, select
 from .uncertainty import (
     entropy,
@@ -35,12 +58,29 @@ __all__ = [
     "STRATEGIES",
     "ProbaProxy",
     "top_k",
+    # strategies (modAL-style functions)
     "random",
     "least_confident",
     "margin",
     "entropy",
+    "vote_entropy",
+    "kl_to_consensus",
+    "bald",
+    "density_weighted",
+    "core_set",
+    "badge",
+    "cluster_margin",
+    "ranked_batch",
+    # score-only forms and helpers
     "random_scores",
     "least_confident_scores",
     "margin_scores",
     "entropy_scores",
+    "vote_entropy_scores",
+    "kl_to_consensus_scores",
+    "member_proba",
+    "bald_scores",
+    "density_weighted_scores",
+    "information_density",
+    "min_sq_distances",
 ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import ConfigError, ValidationError
-from ._core import ProbaProxy, Selection, check_n_instances, check_proba, rng_of
+from ._core import Selection, check_n_instances, check_proba
+from .modal import run_foreign as _run_foreign
+from . import bayesian as _bay
+from . import committee as _com
+from . import diversity as _div
 from . import uncertainty as _unc
 
 __all__ = ["select", "register", "STRATEGIES"]
@@ -29,6 +32,14 @@ register("random", _unc.random, _unc._select_random)
 register("least_confident", _unc.least_confident, _unc._select_least_confident)
 register("margin", _unc.margin, _unc._select_margin)
 register("entropy", _unc.entropy, _unc._select_entropy)
+register("vote_entropy", _com.vote_entropy, _com._select_vote_entropy)
+register("kl_to_consensus", _com.kl_to_consensus, _com._select_kl)
+register("bald", _bay.bald, _bay._select_bald)
+register("density_weighted", _div.density_weighted, _div._select_density_weighted)
+register("core_set", _div.core_set, _div._select_core_set)
+register("badge", _div.badge, _div._select_badge)
+register("cluster_margin", _div.cluster_margin, _div._select_cluster_margin)
+register("ranked_batch", _div.ranked_batch, _div._select_ranked_batch)
 
 
 def select(
@@ -40,6 +51,7 @@ def select(
     X_labeled: Any = None,
     model: Any = None,
     random_state: Any = None,
+    **params: Any,
 ) -> Selection:
     """Choose up to ``n_instances`` candidates to label, best first.
 
@@ -63,6 +75,9 @@ def select(
         (``sample_proba``, ``grad_embed``, a committee).
     random_state : int, Generator or None
         Seed for strategies with randomness.
+    **params
+        Hyper-parameters of the strategy (e.g. ``n_samples`` for BALD,
+        ``beta`` for density weighting), passed through.
 
     Returns
     -------
@@ -97,78 +112,19 @@ def select(
             ) from None
     if not callable(strategy):
         raise ConfigError(f"is {type(strategy).__name__}", field="strategy", expected="a strategy name or function")
-    P = check_proba(proba)
+    selector = _BY_FUNCTION.get(strategy)
+    # Native selectors validate values inside their scoring pass; foreign ones get a checked matrix.
+    P = check_proba(proba, check_values=selector is None)
     if X is not None:
         n_x = X.shape[0] if hasattr(X, "shape") else len(X)
         if n_x != P.shape[0]:
             raise ValidationError(
                 f"has {n_x} rows for {P.shape[0]} candidates", field="X", expected="one row per candidate"
             )
-    selector = _BY_FUNCTION.get(strategy)
     if selector is not None:
-        sel = selector(P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state)
+        sel = selector(P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state, **params)
     else:
-        sel = _run_foreign(strategy, P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state)
+        sel = _run_foreign(
+            strategy, P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state, **params
+        )
     return sel
-
-
-def _run_foreign(
-    fn: Callable[..., Any], P: np.ndarray, n: int, *, X: Any, X_labeled: Any, model: Any, random_state: Any
-) -> Selection:
-    """Run a modAL-style strategy on precomputed probabilities and normalise its answer."""
-    n_cand = P.shape[0]
-    k = min(n, n_cand)
-    if k == 0:
-        return Selection(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
-    proxy = ProbaProxy(P, X_training=X_labeled, model=model)
-    X_arg = X if X is not None else np.zeros((n_cand, 0))
-    kwargs: dict[str, Any] = {"n_instances": k}
-    try:
-        params = inspect.signature(fn).parameters
-        if "random_state" in params:
-            kwargs["random_state"] = random_state
-    except (TypeError, ValueError):
-        pass
-    if random_state is not None and "random_state" not in kwargs:
-        # modAL's random tie-breaking draws from numpy's global generator; seed it
-        # for this call only so the picks are reproducible, then restore it.
-        state = np.random.get_state()
-        np.random.seed(rng_of(random_state).integers(0, 2**32 - 1))
-        try:
-            out = fn(proxy, X_arg, **kwargs)
-        finally:
-            np.random.set_state(state)
-    else:
-        out = fn(proxy, X_arg, **kwargs)
-    return _normalise(out, n_cand, k, getattr(fn, "__name__", repr(fn)))
-
-
-def _normalise(out: Any, n_cand: int, k: int, name: str) -> Selection:
-    scores = None
-    if isinstance(out, tuple):
-        if len(out) == 0:
-            raise ValidationError("returned an empty tuple", field=name, expected="indices or (indices, scores)")
-        idx = out[0]
-        if len(out) > 1 and out[-1] is not None:
-            scores = out[-1]
-    else:
-        idx = out
-    idx = np.asarray(idx).reshape(-1)
-    if idx.size and not np.issubdtype(idx.dtype, np.integer):
-        if np.issubdtype(idx.dtype, np.floating) and np.all(idx == np.round(idx)):
-            idx = idx.astype(np.int64)
-        else:
-            raise ValidationError(f"returned indices of dtype {idx.dtype}", field=name, expected="integer positions")
-    idx = idx.astype(np.int64, copy=False)
-    if idx.size and (idx.min() < 0 or idx.max() >= n_cand):
-        raise ValidationError("returned an index out of range", field=name, expected=f"positions in [0, {n_cand})")
-    # Keep the first occurrence of each index, in the function's order.
-    _, first = np.unique(idx, return_index=True)
-    keep = np.sort(first)
-    idx = idx[keep][:k]
-    if scores is not None:
-        s = np.asarray(scores, dtype=np.float64).reshape(-1)
-        s = s[keep][:k] if s.shape[0] >= keep.max(initial=-1) + 1 else np.full(idx.shape[0], np.nan)
-    else:
-        s = np.full(idx.shape[0], np.nan)
-    return Selection(idx, s)

@@ -19,7 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from ._core import Selection, check_n_instances, check_proba, get_proba, rng_of, top_k
+from . import _kernels as _k
+from ._core import (
+    InvalidScores,
+    Selection,
+    check_n_instances,
+    check_proba,
+    get_proba,
+    raise_bad_row,
+    rng_of,
+    top_k,
+)
 
 __all__ = [
     "least_confident",
@@ -33,22 +43,74 @@ __all__ = [
 ]
 
 
+# --------------------------------------------------------------------------- row scoring
+
+#: Rows scored per kernel call for memory-mapped pools, so that only one chunk of
+#: the file needs to be resident at a time.
+CHUNK_ROWS = 1 << 20
+
+
+def _as_kernel_input(P: np.ndarray) -> np.ndarray:
+    if P.dtype not in (np.float32, np.float64):
+        P = P.astype(np.float64)
+    return P
+
+
+def _chunks(P: np.ndarray, chunk_rows: int | None):
+    """Yield (lo, hi, block): one block for in-memory arrays, bounded blocks for memmaps."""
+    n = P.shape[0]
+    if chunk_rows is None:
+        chunk_rows = CHUNK_ROWS if isinstance(P, np.memmap) else n
+    chunk_rows = max(1, int(chunk_rows))
+    for lo in range(0, n, chunk_rows):
+        hi = min(n, lo + chunk_rows)
+        # np.asarray drops the memmap subclass (a zero-copy view), which the kernels expect.
+        yield lo, hi, _as_kernel_input(np.asarray(P[lo:hi]))
+
+
+def _score_rows(kernel: Any, P: np.ndarray, chunk_rows: int | None = None) -> np.ndarray:
+    out = np.empty(P.shape[0], dtype=np.float64)
+    for lo, hi, block in _chunks(P, chunk_rows):
+        kernel(block, out[lo:hi])
+    return out
+
+
+def _raise_if_nan(scores: np.ndarray, P: np.ndarray) -> None:
+    if np.isnan(scores).any():
+        raise_bad_row(P)
+
+
+def _top(scores: np.ndarray, n: int, P: np.ndarray) -> Selection:
+    try:
+        return top_k(scores, n)
+    except InvalidScores:
+        raise_bad_row(P)
+        raise  # unreachable: raise_bad_row always raises on an invalid matrix
+
+
 # --------------------------------------------------------------------------- score-only forms
 
 
-def least_confident_scores(proba: Any) -> np.ndarray:
+def least_confident_scores(proba: Any, *, chunk_rows: int | None = None) -> np.ndarray:
     """``1 - max_c p(c)`` per row: how unsure the model is of its top class.
+
+    Parameters
+    ----------
+    proba : array of shape (n, k)
+        Probabilities; a ``numpy.memmap`` is read in chunks of ``chunk_rows``.
 
     Examples
     --------
     >>> least_confident_scores([[0.9, 0.1], [0.6, 0.4]]).round(2).tolist()
     [0.1, 0.4]
     """
-    P = check_proba(proba)
-    return 1.0 - P.max(axis=1).astype(np.float64)
+    P = check_proba(proba, check_values=False)
+    out = _score_rows(_k.least_confident_rows, P, chunk_rows)
+    _raise_if_nan(out, P)
+    return out
 
 
-def margin_scores(proba: Any) -> np.ndarray:
+def margin_scores(proba: Any, *, chunk_rows: int | None = None) -> np.ndarray:
     """``1 - (p_top1 - p_top2)`` per row: a small margin gives a high score.
 
     Examples
@@ -56,14 +118,13 @@ def margin_scores(proba: Any) -> np.ndarray:
     >>> margin_scores([[0.9, 0.1, 0.0], [0.5, 0.3, 0.2]]).round(2).tolist()
     [0.2, 0.8]
     """
-    P = check_proba(proba)
-    if P.shape[1] == 1:
-        return 1.0 - P[:, 0].astype(np.float64)
-    part = np.partition(P, P.shape[1] - 2, axis=1)
-    return 1.0 - (part[:, -1].astype(np.float64) - part[:, -2])
+    P = check_proba(proba, check_values=False)
+    out = _score_rows(_k.margin_rows, P, chunk_rows)
+    _raise_if_nan(out, P)
+    return out
 
 
-def entropy_scores(proba: Any) -> np.ndarray:
+def entropy_scores(proba: Any, *, chunk_rows: int | None = None) -> np.ndarray:
     """Shannon entropy ``-sum_c p(c) log p(c)`` (nats) per row, with ``0 log 0 = 0``.
 
     Rows are used as given (not renormalised).
@@ -73,15 +134,10 @@ def entropy_scores(proba: Any) -> np.ndarray:
     >>> entropy_scores([[0.5, 0.5], [1.0, 0.0]]).round(4).tolist()
     [0.6931, 0.0]
     """
-    P = check_proba(proba)
-    return _entropy_rows(P)
-
-
-def _entropy_rows(P: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = P * np.log(P, dtype=np.float64)
-    terms[P == 0] = 0.0
-    return 0.0 - terms.sum(axis=1)  # 0.0 - x turns -0.0 into 0.0
+    P = check_proba(proba, check_values=False)
+    out = _score_rows(_k.entropy_rows, P, chunk_rows)
+    _raise_if_nan(out, P)
+    return out
 
 
 def random_scores(n: int, random_state: Any = None) -> np.ndarray:
@@ -92,16 +148,133 @@ def random_scores(n: int, random_state: Any = None) -> np.ndarray:
 # --------------------------------------------------------------------------- selectors on probabilities
 
 
-def _select_least_confident(proba: np.ndarray, n: int, **_: Any) -> Selection:
-    return top_k(least_confident_scores(proba), n)
+# Pools at least this large (and batches at most 1/8 of them) take the fused one-pass path.
+_FUSED_MIN_ROWS = 1 << 16
+_SAMPLE_ROWS = 8192
+# Rows whose sum exceeds 1 by more than this are never pruned by the entropy bound.
+_SUM_SLACK = 1e-4
+# Prune only where the bound is below the threshold by more than rounding can explain.
+_BOUND_TOL = 1e-9
 
 
-def _select_margin(proba: np.ndarray, n: int, **_: Any) -> Selection:
-    return top_k(margin_scores(proba), n)
+def _entropy_bound(m: float, k: int, slack: float = _SUM_SLACK) -> float:
+    """Largest entropy of a row with top probability ``m`` whose other classes share ``1 - m + slack`` evenly."""
+    r = max(0.0, 1.0 - m + slack)
+    h = 0.0
+    if m > 0:
+        h -= m * np.log(m)
+    if r > 0:
+        h -= r * np.log(r / (k - 1))
+    return h
 
 
-def _select_entropy(proba: np.ndarray, n: int, **_: Any) -> Selection:
-    return top_k(entropy_scores(proba), n)
+def _entropy_key_cut(t: float, k: int) -> float:
+    """Rows with ``1 - max < key_cut`` have entropy below ``t``; -inf when nothing can be pruned.
+
+    The bound above (Jensen: the rest spread evenly maximises their entropy)
+    holds for rows summing to at most ``1 + slack`` and, for k >= 3, falls as the
+    top probability rises past ``(1 + slack) / k``; bisection finds where it
+    crosses ``t``.
+    """
+    if k < 3:
+        return -np.inf
+    lo, hi = (1.0 + _SUM_SLACK) / k, 1.0
+    target = t - _BOUND_TOL
+    if _entropy_bound(hi, k) >= target:
+        return -np.inf
+    if _entropy_bound(lo, k) < target:
+        m_cut = lo
+    else:
+        for _ in range(64):
+            mid = 0.5 * (lo + hi)
+            if _entropy_bound(mid, k) >= target:
+                lo = mid
+            else:
+                hi = mid
+        m_cut = hi
+    return (1.0 - m_cut) - 1e-12
+
+
+_ROW_KERNELS = {
+    "least_confident": (_k.least_confident_rows, _k.least_confident_select),
+    "margin": (_k.margin_rows, _k.margin_select),
+    "entropy": (_k.entropy_rows, _k.entropy_select),
+}
+
+
+def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> Selection | None:
+    """Top ``n`` in one pass over ``P``; None when the sampled threshold turned out too tight."""
+    N, k = P.shape
+    rows_kernel, select_kernel = _ROW_KERNELS[kind]
+    # Threshold from a strided sample of rows: its r-th best score leaves about
+    # 2n + slack rows above it in expectation; being low only costs a few
+    # extra survivors, being high is caught below and falls back.
+    step = max(1, N // _SAMPLE_ROWS)
+    sample = _as_kernel_input(np.ascontiguousarray(P[::step]))
+    m = sample.shape[0]
+    r = int(np.ceil(2.0 * n * m / N)) + 16
+    if r >= m:
+        return None
+    sample_scores = np.empty(m, dtype=np.float64)
+    rows_kernel(sample, sample_scores)
+    if np.isnan(sample_scores).any():
+        raise_bad_row(P)
+    t = float(np.partition(sample_scores, m - r)[m - r])
+    extra: tuple[Any, ...] = ()
+    if kind == "entropy":
+        extra = (_entropy_key_cut(t, k), _SUM_SLACK)
+    expected = r * N / m
+    found_rows, found_scores = [], []
+    for lo, hi, block in _chunks(P, chunk_rows):
+        nb = hi - lo
+        n_chunks = max(1, min(256, nb // 4096))
+        cap = int(4.0 * expected * nb / N / n_chunks) + 64
+        rows_out = np.empty((n_chunks, cap), dtype=np.int64)
+        scores_out = np.empty((n_chunks, cap), dtype=np.float64)
+        counts = np.zeros(n_chunks, dtype=np.int64)
+        select_kernel(block, t, *extra, rows_out, scores_out, counts)
+        if (counts > cap).any():
+            return None
+        keep = np.arange(cap)[None, :] < counts[:, None]
+        found_rows.append(rows_out[keep] + lo)
+        found_scores.append(scores_out[keep])
+    rows = np.concatenate(found_rows)
+    scores = np.concatenate(found_scores)
+    if np.isnan(scores).any():
+        raise_bad_row(P)
+    if rows.shape[0] < n:
+        return None
+    sel = top_k(scores, n)
+    return Selection(rows[sel.indices], sel.scores)
+
+
+def _select_by(kind: str, P: np.ndarray, n: int, chunk_rows: int | None) -> Selection:
+    N = P.shape[0]
+    if N >= _FUSED_MIN_ROWS and 0 < n and n * 8 <= N:
+        sel = _fused_select(P, n, kind, chunk_rows)
+        if sel is not None:
+            return sel
+    return _top(_score_rows(_ROW_KERNELS[kind][0], P, chunk_rows), n, P)
+
+
+def _select_least_confident(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
+    return _select_by("least_confident", proba, n, chunk_rows)
+
+
+def _select_margin(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
+    return _select_by("margin", proba, n, chunk_rows)
+
+
+def _select_entropy(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
+    """Top-n entropy, exact, taking logarithms only for rows that can still make the cut.
+
+    A row's entropy is at most that of the row with the same top probability and
+    the remaining mass spread evenly over the other classes, and that bound
+    falls as the top probability rises. With a threshold from a sample of rows,
+    every row whose top probability puts its bound under the threshold is
+    skipped without a logarithm (see ``_entropy_key_cut``).
+    """
+    return _select_by("entropy", proba, n, chunk_rows)
 
 
 def _select_random(proba: np.ndarray, n: int, *, random_state: Any = None, **_: Any) -> Selection:
@@ -141,7 +314,7 @@ def least_confident(classifier: Any, X: Any, n_instances: int = 1, **predict_pro
     [4]
     """
     n = check_n_instances(n_instances)
-    return _select_least_confident(get_proba(classifier, X, **predict_proba_kwargs), n)
+    return _select_least_confident(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
 
 
 def margin(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs: Any) -> Selection:
@@ -162,7 +335,7 @@ def margin(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs
     [4, 1]
     """
     n = check_n_instances(n_instances)
-    return _select_margin(get_proba(classifier, X, **predict_proba_kwargs), n)
+    return _select_margin(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
 
 
 def entropy(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs: Any) -> Selection:
@@ -181,7 +354,7 @@ def entropy(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwarg
     [4]
     """
     n = check_n_instances(n_instances)
-    return _select_entropy(get_proba(classifier, X, **predict_proba_kwargs), n)
+    return _select_entropy(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
 
 
 def random(classifier: Any, X: Any, n_instances: int = 1, random_state: Any = None, **_: Any) -> Selection:

@@ -1,0 +1,231 @@
+"""Compiled row kernels for scoring probability matrices.
+
+One pass over the rows, both cores (``prange``). Input validation is folded into
+the same pass at no extra cost: a row holding a NaN, an infinity or a negative
+value gets a NaN score, and the callers turn any NaN into a ValidationError that
+names the row. For that to hold, the fast-math flags below leave out ``nnan`` and
+``ninf`` (which would let the compiler assume NaN never occurs) and ``afn``
+(approximate ``log``), so the scores equal those of a plain numpy reference up to
+the last bits of floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+# Reassociation and contraction let LLVM vectorise the row reductions; NaN and
+# infinity semantics stay IEEE (see module docstring).
+_FM = {"nsz", "arcp", "contract", "reassoc"}
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def least_confident_rows(P, out):  # pragma: no cover - compiled
+    """out[i] = 1 - max_j P[i, j]; NaN when the row is invalid."""
+    n, k = P.shape
+    for i in prange(n):
+        m = P[i, 0]
+        lo = m
+        s = m
+        for j in range(1, k):
+            v = P[i, j]
+            m = max(m, v)
+            lo = min(lo, v)
+            s += v
+        # A NaN or +inf anywhere makes the sum fail `s < inf`; -inf and negatives fail `lo >= 0`.
+        out[i] = (1.0 - m) if (lo >= 0.0 and s < np.inf) else np.nan
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def margin_rows(P, out):  # pragma: no cover - compiled
+    """out[i] = 1 - (top1 - top2) of row i (branch-free top-2); NaN when invalid."""
+    n, k = P.shape
+    for i in prange(n):
+        a = P[i, 0]
+        b = 0.0  # probabilities are >= 0, so 0 is a neutral start (and the second best of one class)
+        lo = a
+        s = a
+        for j in range(1, k):
+            v = P[i, j]
+            b = max(b, min(a, v))
+            a = max(a, v)
+            lo = min(lo, v)
+            s += v
+        out[i] = (1.0 - (a - b)) if (lo >= 0.0 and s < np.inf) else np.nan
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def entropy_rows(P, out):  # pragma: no cover - compiled
+    """out[i] = -sum_j P[i, j] log P[i, j] with 0 log 0 = 0; NaN when invalid."""
+    n, k = P.shape
+    for i in prange(n):
+        h = 0.0
+        lo = P[i, 0]
+        s = 0.0
+        for j in range(k):
+            v = P[i, j]
+            lo = min(lo, v)
+            s += v
+            if v > 0.0:
+                h -= v * np.log(v)
+        out[i] = (h + 0.0) if (lo >= 0.0 and s < np.inf) else np.nan
+
+
+@njit(cache=True, parallel=True)
+def _count_at_least(x, t, n_chunks):  # pragma: no cover - compiled
+    n = x.shape[0]
+    step = (n + n_chunks - 1) // n_chunks
+    counts = np.zeros(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        lo = c * step
+        hi = min(n, lo + step)
+        cnt = 0
+        for i in range(lo, hi):
+            # "not below" keeps NaN as well, so invalid rows always reach the check.
+            if not (x[i] < t):
+                cnt += 1
+        counts[c] = cnt
+    return counts
+
+
+@njit(cache=True, parallel=True)
+def _fill_at_least(x, t, offsets, out):  # pragma: no cover - compiled
+    n = x.shape[0]
+    n_chunks = offsets.shape[0] - 1
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        lo = c * step
+        hi = min(n, lo + step)
+        pos = offsets[c]
+        for i in range(lo, hi):
+            if not (x[i] < t):
+                out[pos] = i
+                pos += 1
+
+
+def indices_at_least(x: np.ndarray, t: float, n_chunks: int = 64) -> np.ndarray:
+    """Ascending positions ``i`` with ``not (x[i] < t)`` (so NaN positions are included)."""
+    n_chunks = max(1, min(n_chunks, x.shape[0]))
+    counts = _count_at_least(x, t, n_chunks)
+    offsets = np.zeros(n_chunks + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    out = np.empty(int(offsets[-1]), dtype=np.int64)
+    _fill_at_least(x, t, offsets, out)
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def min_sq_dist_update(X, center, d2):  # pragma: no cover - compiled
+    """d2[i] = min(d2[i], ||X[i] - center||^2), computed directly (no cancellation)."""
+    n, d = X.shape
+    for i in prange(n):
+        acc = 0.0
+        for j in range(d):
+            diff = X[i, j] - center[j]
+            acc += diff * diff
+        if acc < d2[i]:
+            d2[i] = acc
+
+
+# ----------------------------------------------------------------------------- fused score + select
+#
+# These walk the rows once and keep only the rows whose score is not below a
+# threshold ``t`` (estimated beforehand from a sample of rows), writing
+# (row, score) into per-chunk buffers. No score array is written, so the pass
+# costs little more than reading the matrix. ``counts[c]`` may exceed the
+# buffer capacity; the caller then falls back to the exact two-pass path.
+# Invalid rows are always kept, with a NaN score.
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def least_confident_select(P, t, rows_out, scores_out, counts):  # pragma: no cover - compiled
+    n, k = P.shape
+    n_chunks, cap = rows_out.shape
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        cnt = 0
+        for i in range(c * step, min(n, (c + 1) * step)):
+            m = P[i, 0]
+            lo = m
+            s = m
+            for j in range(1, k):
+                v = P[i, j]
+                m = max(m, v)
+                lo = min(lo, v)
+                s += v
+            sc = (1.0 - m) if (lo >= 0.0 and s < np.inf) else np.nan
+            if not (sc < t):
+                if cnt < cap:
+                    rows_out[c, cnt] = i
+                    scores_out[c, cnt] = sc
+                cnt += 1
+        counts[c] = cnt
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def margin_select(P, t, rows_out, scores_out, counts):  # pragma: no cover - compiled
+    n, k = P.shape
+    n_chunks, cap = rows_out.shape
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        cnt = 0
+        for i in range(c * step, min(n, (c + 1) * step)):
+            a = P[i, 0]
+            b = 0.0
+            lo = a
+            s = a
+            for j in range(1, k):
+                v = P[i, j]
+                b = max(b, min(a, v))
+                a = max(a, v)
+                lo = min(lo, v)
+                s += v
+            sc = (1.0 - (a - b)) if (lo >= 0.0 and s < np.inf) else np.nan
+            if not (sc < t):
+                if cnt < cap:
+                    rows_out[c, cnt] = i
+                    scores_out[c, cnt] = sc
+                cnt += 1
+        counts[c] = cnt
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def entropy_select(P, t, key_cut, slack, rows_out, scores_out, counts):  # pragma: no cover - compiled
+    """Keep rows with entropy >= t; the log is taken only where the bound allows it.
+
+    ``key_cut``: rows whose ``1 - max`` is below it have an entropy bound below
+    ``t`` (see the caller) and are skipped; rows summing to more than
+    ``1 + slack`` are always scored.
+    """
+    n, k = P.shape
+    n_chunks, cap = rows_out.shape
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        cnt = 0
+        for i in range(c * step, min(n, (c + 1) * step)):
+            m = P[i, 0]
+            lo = m
+            s = m
+            for j in range(1, k):
+                v = P[i, j]
+                m = max(m, v)
+                lo = min(lo, v)
+                s += v
+            if lo >= 0.0 and s < np.inf:
+                if s <= 1.0 + slack and (1.0 - m) < key_cut:
+                    continue
+                h = 0.0
+                for j in range(k):
+                    v = P[i, j]
+                    if v > 0.0:
+                        h -= v * np.log(v)
+                if h < t:
+                    continue
+                sc = h + 0.0
+            else:
+                sc = np.nan
+            if cnt < cap:
+                rows_out[c, cnt] = i
+                scores_out[c, cnt] = sc
+            cnt += 1
+        counts[c] = cnt
