@@ -70,12 +70,29 @@ def torch_threads(n_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def autocast(device: Any, enabled: bool = True) -> Any:
-    """Mixed precision on CUDA (bfloat16 where the GPU has it, else float16); a no-op elsewhere."""
+def autocast(device: Any, mode: Any = True) -> Any:
+    """Mixed-precision context for ``mode``.
+
+    ``True`` / ``"auto"``: autocast on CUDA (bfloat16 where the GPU has it, else
+    float16), nothing on the CPU. ``"bf16"``: bfloat16 autocast on any device
+    (worth it on CPUs with AVX-512 BF16 or AMX). ``False`` / ``None``: off.
+    """
     torch = require_torch()
-    if not enabled or device.type != "cuda":
+    if mode is None or mode is False:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=amp_dtype(device))
+    if mode == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if mode is True or mode == "auto":
+        if device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=amp_dtype(device))
+    raise ConfigError(f"is {mode!r}", field="mixed_precision", expected='True, False, "auto" or "bf16"')
+
+
+def uses_fp16_scaling(device: Any, mode: Any) -> bool:
+    """Whether ``mode`` runs float16 on ``device``, which needs gradient scaling."""
+    torch = require_torch()
+    return (mode is True or mode == "auto") and device.type == "cuda" and amp_dtype(device) == torch.float16
 
 
 def amp_dtype(device: Any) -> Any:

@@ -27,7 +27,6 @@ from sklearn.base import BaseEstimator
 from ..errors import ConfigError, NotFittedError, ValidationError
 from ._device import (
     autocast,
-    amp_dtype,
     batch_slices,
     check_fraction,
     check_labels,
@@ -37,6 +36,7 @@ from ._device import (
     seeded,
     split_holdout,
     torch_threads,
+    uses_fp16_scaling,
 )
 
 __all__ = ["TextEncoder", "TransformerClassifier", "default_model_path"]
@@ -101,8 +101,10 @@ class TextEncoder:
     normalize : bool, default True
         L2-normalise embeddings (as sentence-transformers does for this model).
     device : "auto", "cpu", "cuda", default "auto"
-    half : bool, optional
-        Half precision weights; default True on CUDA, False on the CPU.
+    precision : {"auto", "fp32", "fp16", "bf16"}, default "auto"
+        Weights' precision: "auto" is float16 on CUDA and float32 on the CPU.
+        "bf16" is about twice as fast on CPUs with AVX-512 BF16 / AMX, at a
+        cosine of about 0.999 to the float32 embeddings.
     n_threads : int, optional
         CPU threads for this encoder's calls (the process setting is restored after).
     cache : bool, default True
@@ -142,7 +144,7 @@ class TextEncoder:
         max_length: int | None = None,
         normalize: bool = True,
         device: Any = "auto",
-        half: bool | None = None,
+        precision: str = "auto",
         n_threads: int | None = None,
         cache: bool = True,
         cache_path: str | os.PathLike | None = None,
@@ -152,7 +154,9 @@ class TextEncoder:
         self.max_length = max_length if max_length is None else check_positive_int(max_length, "max_length")
         self.normalize = bool(normalize)
         self.device = device
-        self.half = half
+        if precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise ConfigError(f"is {precision!r}", field="precision", expected='"auto", "fp32", "fp16" or "bf16"')
+        self.precision = precision
         self.n_threads = n_threads
         self.cache = bool(cache)
         self.cache_path = None if cache_path is None else Path(cache_path)
@@ -196,9 +200,9 @@ class TextEncoder:
         self.device_ = resolve_device(self.device)
         self._tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
-        half = self.device_.type == "cuda" if self.half is None else bool(self.half)
-        if half:
-            model = model.to(amp_dtype(self.device_) if self.device_.type == "cuda" else require_torch().float16)
+        dtype = _precision_dtype(self.precision, self.device_)
+        if dtype is not None:
+            model = model.to(dtype)
         self._model = model.to(self.device_).eval()
         if self.max_length is None:
             self.max_length_ = _folder_max_length(path, self._tokenizer)
@@ -210,7 +214,7 @@ class TextEncoder:
         """An encoder around an already loaded (e.g. fine-tuned) network, with its own cache."""
         enc = cls(model_path=getattr(like, "model_path_", like.model_path), batch_size=like.batch_size,
                   max_length=like.max_length_, normalize=like.normalize, device=device,
-                  half=False, n_threads=like.n_threads, cache=True)
+                  precision="fp32", n_threads=like.n_threads, cache=True)
         enc._model, enc._tokenizer = model.eval(), tokenizer
         enc.model_path_, enc.device_, enc.max_length_ = getattr(like, "model_path_", None), device, like.max_length_
         return enc
@@ -333,7 +337,12 @@ class TextEncoder:
         self._load()
         name = Path(str(getattr(self, "model_path_", self.model_path))).name
         return json.dumps({"model": name, "max_length": self.max_length_, "normalize": self.normalize,
-                           "pooling": "mean", "dim": self.dim}, sort_keys=True)
+                           "pooling": "mean", "dim": self.dim, "precision": self._precision_name()},
+                          sort_keys=True)
+
+    def _precision_name(self) -> str:
+        dtype = _precision_dtype(self.precision, self.device_)
+        return "fp32" if dtype is None else str(dtype).replace("torch.", "")
 
     def _read_disk_cache(self) -> None:
         if self.cache_path is None or self._disk_loaded:
@@ -371,6 +380,13 @@ class TextEncoder:
         tmp = self.cache_path.with_name(self.cache_path.name + ".tmp.npz")
         np.savez(tmp, meta=np.array(self._meta()), keys=keys, emb=self._emb[: self._n])
         os.replace(tmp, self.cache_path)  # atomic: a crash never leaves half a cache
+
+
+def _precision_dtype(precision: str, device: Any) -> Any:
+    torch = require_torch()
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def _folder_max_length(path: Path, tokenizer: Any) -> int:
@@ -458,8 +474,9 @@ class TransformerClassifier(BaseEstimator):
         Stop fine-tuning after this wall time (at an epoch's end the best
         weights are kept); useful on small CPUs.
     device : "auto", "cpu", "cuda", default "auto"
-    mixed_precision : bool, default True
-        Autocast while fine-tuning on CUDA.
+    mixed_precision : bool or "bf16", default True
+        Autocast while fine-tuning: True on CUDA only, "bf16" on the CPU too
+        (about twice as fast on CPUs with AVX-512 BF16 / AMX), False never.
     n_threads : int, optional
     random_state : int, optional
 
@@ -492,7 +509,7 @@ class TransformerClassifier(BaseEstimator):
         validation_fraction: float = 0.1,
         max_train_seconds: float | None = None,
         device: Any = "auto",
-        mixed_precision: bool = True,
+        mixed_precision: Any = True,
         n_threads: int | None = None,
         random_state: Any = None,
     ) -> None:
@@ -579,7 +596,8 @@ class TransformerClassifier(BaseEstimator):
         bs = check_positive_int(self.batch_size, "batch_size")
         frac = check_fraction(self.validation_fraction, "validation_fraction")
         dev = resolve_device(self.device)
-        use_amp = bool(self.mixed_precision) and dev.type == "cuda"
+        use_amp = self.mixed_precision
+        autocast(dev, use_amp)  # validates the setting before any work
         t0 = time.perf_counter()
 
         E = base.encode(texts)  # frozen features for the linear-probe warm start (cached)
@@ -606,7 +624,7 @@ class TransformerClassifier(BaseEstimator):
             warm = max(1, int(0.06 * steps))
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
-            scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype(dev) == torch.float16)
+            scaler = torch.amp.GradScaler("cuda", enabled=uses_fp16_scaling(dev, use_amp))
             yt = torch.from_numpy(y)
             lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
 
@@ -650,14 +668,15 @@ class TransformerClassifier(BaseEstimator):
         net.eval()
         for p in net.parameters():
             p.requires_grad_(False)
-        if dev.type == "cuda" and (base.half is None or base.half):
-            net = net.to(amp_dtype(dev))
+        dtype = _precision_dtype(base.precision, dev)
+        if dtype is not None:
+            net = net.to(dtype)
         self.encoder_ = TextEncoder._wrap(net, base.tokenizer, base, dev)
         self.head_ = _LinearHead(head.weight.detach().cpu().numpy(), head.bias.detach().cpu().numpy(),
                                  np.unique(y[tr]))
 
     def _val_loss(self, net: Any, head: Any, base: TextEncoder, texts: list[str], y: np.ndarray,
-                  va: np.ndarray, mask: Any, dev: Any, use_amp: bool) -> float:
+                  va: np.ndarray, mask: Any, dev: Any, use_amp: Any) -> float:
         torch = require_torch()
         net.eval()
         total = 0.0
