@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            # Only a missing optional module is skipped, never an import error inside it.
+            if exc.name is None or not name.startswith(exc.name):
                 raise
             continue
         module.register(sub)

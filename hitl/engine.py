@@ -7,6 +7,7 @@ constructing it again on the same file and calling :meth:`LabelingProject.run`.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .errors import ConfigError, ValidationError
 from .pool import Pool
-from .routing import Budget, Router
+from .routing import AcceptDecision, Budget, Router, tenure_days
 from .store import Store
 from .workforce import Workforce
 
@@ -93,6 +94,13 @@ class RunResult:
 class LabelingProject:
     """A labeling project: a pool, a model, a strategy and a workforce, looped to a budget.
 
+    Each round trains the model on the human labels (audited items excepted), pre-labels
+    the pool, sets the auto-accept threshold from the audits (see :class:`hitl.Router`),
+    sends a batch of the most useful uncertain items and a few random audits to eligible
+    HITers, asks more HITers only for items whose posterior is still below target, and
+    aggregates. It stops when every item is either human-labeled or auto-accepted, or
+    when the budget is spent.
+
     Parameters
     ----------
     pool : Pool
@@ -104,23 +112,37 @@ class LabelingProject:
     strategy : str or callable, default "margin"
         Any strategy of :mod:`hitl.strategies` or a modAL-style function.
     aggregator : aggregator, optional
-        Default :class:`hitl.aggregation.DawidSkene`.
-    target_accuracy : float, default 0.95
-        Auto-accept threshold on the model's confidence (unless ``router`` is given).
-    answers_per_item : int, default 1
+        Turns answers into labels. Default: one-coin Dawid-Skene weighted by each HITer's
+        estimated accuracy, with the model as prior (audits excepted); give e.g.
+        :class:`hitl.aggregation.MajorityVote` to aggregate without the model.
+    router : Router, optional
+        Default ``Router(target_accuracy, confidence, answers_per_item=...)``.
+    target_accuracy, confidence : float, default 0.95, 0.95
+        The guarantee asked of auto-accepted labels (used when ``router`` is not given).
+    answers_per_item : int, optional
+        Fixed redundancy; default dynamic (1 to 3 HITers as the posterior needs).
     budget : Budget, optional
     store : str, Path or Store, default ":memory:"
         Reopening the same file resumes the project.
+    gold : dict, optional
+        ``{item id: label}`` known to the client: trains the model, and gold tasks of a
+        type teach HITers its skill.
+    required_skills : dict or bool, optional
+        ``{item type: skill name}`` needed to label items of that type; ``True``: every
+        type needs the skill of the same name. HITers earn a skill on gold tasks.
+    fair_pay_multiple : float, default 3.0
+        Pay per task = median time on task x local minimum wage x this multiple.
+    start_date : datetime.date, optional
+        The project's first day (tenure is counted on it); default today.
+    rounds_per_day : int, default 1
+        Rounds in one project day (the daily hour cap resets each day).
+    prior_mix : float, default 0.1
+        The model prior is mixed with this much of a flat distribution, so a confident
+        model cannot outvote several agreeing HITers.
     eval_set : (X_test, y_test), optional
         Held-out data to report the model's accuracy each round.
     y_true : array, optional
-        True labels of the pool, only to report label accuracy (simulations, benchmarks).
-    seed_size : int, optional
-        Human labels needed before the model is trained at all (before that, items are
-        picked at random); default 1.
-    min_labels_to_accept : int, optional
-        Human labels needed before any machine label is auto-accepted; default five
-        per class.
+        True labels of the pool, only to report accuracy (simulations, benchmarks).
     random_state : int, default 0
     progress : bool, default True
         Show a progress bar per round.
@@ -135,8 +157,8 @@ class LabelingProject:
     >>> project = hitl.LabelingProject(hitl.Pool(X), hitl.models.SklearnModel(LogisticRegression(), n_classes=2),
     ...                                workforce=crowd, budget=hitl.Budget(answers=40), progress=False)
     >>> result = project.run(batch_size=10)
-    >>> result.summary["human_answers"], len(result.labels)
-    (40, 200)
+    >>> result.summary["human_answers"] <= 40, len(result.labels)
+    (True, 200)
     """
 
     def __init__(
@@ -150,13 +172,18 @@ class LabelingProject:
         aggregator: Any = None,
         router: Router | None = None,
         target_accuracy: float = 0.95,
-        answers_per_item: int = 1,
+        confidence: float = 0.95,
+        answers_per_item: int | None = None,
         budget: Budget | None = None,
         store: str | Store = ":memory:",
+        gold: dict | None = None,
+        required_skills: dict | bool | None = None,
+        fair_pay_multiple: float = 3.0,
+        start_date: _dt.date | None = None,
+        rounds_per_day: int = 1,
+        prior_mix: float = 0.1,
         eval_set: tuple[Any, Any] | None = None,
         y_true: Sequence[int] | None = None,
-        seed_size: int | None = None,
-        min_labels_to_accept: int | None = None,
         random_state: int = 0,
         progress: bool = True,
     ) -> None:
@@ -177,25 +204,34 @@ class LabelingProject:
             raise ConfigError(f"is {self.classes!r}", field="classes", expected="at least two distinct labels")
         if not 0.0 < target_accuracy <= 1.0:
             raise ConfigError(f"is {target_accuracy}", field="target_accuracy", expected="a probability in (0, 1]")
+        if not 0.0 <= prior_mix <= 1.0:
+            raise ConfigError(f"is {prior_mix}", field="prior_mix", expected="a share in [0, 1]")
+        if not fair_pay_multiple > 0:
+            raise ConfigError(f"is {fair_pay_multiple}", field="fair_pay_multiple", expected="a positive multiple")
+        if int(rounds_per_day) < 1:
+            raise ConfigError(f"is {rounds_per_day}", field="rounds_per_day", expected="at least 1")
         self.pool = pool
         self.model = model
         self.workforce = workforce
         self.strategy = strategy
-        if aggregator is None:
-            from .aggregation import DawidSkene
-
-            aggregator = DawidSkene()
         self.aggregator = aggregator
-        self.router = router or Router(auto_accept=target_accuracy, answers_per_item=answers_per_item, random_state=random_state)
+        self.router = router or Router(target_accuracy, confidence, answers_per_item=answers_per_item,
+                                       random_state=random_state)
         self.budget = budget or Budget()
         self.random_state = int(random_state)
         self.progress = progress
-        self.seed_size = seed_size
-        self.min_labels_to_accept = 5 * len(self.classes) if min_labels_to_accept is None else int(min_labels_to_accept)
+        self.prior_mix = float(prior_mix)
+        self.fair_pay_multiple = float(fair_pay_multiple)
+        self.start_date = start_date or _dt.date.today()
+        self.rounds_per_day = int(rounds_per_day)
         self.eval_set = eval_set
-        self.y_true = None if y_true is None else _check_truth(y_true, pool.n_items, len(self.classes), "y_true")
+        k = len(self.classes)
+        self.y_true = None if y_true is None else _check_truth(y_true, pool.n_items, k, "y_true")
         if eval_set is not None:
-            _check_truth(eval_set[1], len(eval_set[1]), len(self.classes), "eval_set")
+            _check_truth(eval_set[1], len(eval_set[1]), k, "eval_set")
+        self._gold_items, self._gold_labels = self._check_gold(gold)
+        self._skills, self._item_skill = self._check_skills(required_skills)
+
         self.store = store if isinstance(store, Store) else Store(store)
         self.resumed = not self.store.ensure_project(
             fingerprint=pool.fingerprint(), classes=self.classes,
@@ -203,23 +239,53 @@ class LabelingProject:
         )
         if not self.resumed:
             self.store.add_items(pool.ids.tolist(), pool.item_types.tolist(), pool.allowed_countries)
+            if len(self._gold_items):
+                self.store.set_labels(-1, self._gold_items, self._gold_labels, "human", np.ones(len(self._gold_items)))
         self.store.add_workers(workforce.hiters)
         # Positions of the workforce's HITers in the store, and back.
         self._wpos = self.store.worker_positions([h.id for h in workforce.hiters])
         self._wback = np.full(int(self._wpos.max()) + 1, -1, dtype=np.int64)
         self._wback[self._wpos] = np.arange(len(self._wpos))
         self._countries = [h.country for h in workforce.hiters]
+        self._wage = np.array([h.hourly_min_wage for h in workforce.hiters], dtype=np.float64)
+        self._currency = workforce.hiters[0].currency
+        self._n_store_workers = int(self._wpos.max()) + 1
+
+    # ------------------------------------------------------------------ validation
+    def _check_gold(self, gold: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        if not gold:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        names = {str(c): i for i, c in enumerate(self.classes)}
+        items, labels = [], []
+        for item_id, label in gold.items():
+            items.append(self.pool.index_of(str(item_id)))
+            if str(label) not in names:
+                raise ValidationError(f"is {label!r}", item=item_id, field="gold", expected=f"one of {self.classes}")
+            labels.append(names[str(label)])
+        return np.array(items, np.int64), np.array(labels, np.int64)
+
+    def _check_skills(self, required: dict | bool | None) -> tuple[list[str], np.ndarray]:
+        types = self.pool.item_types
+        if not required:
+            return [], np.full(self.pool.n_items, -1, dtype=np.int64)
+        mapping = {t: t for t in set(types.tolist())} if required is True else dict(required)
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"is {required!r}", field="required_skills", expected="a dict {item type: skill} or True")
+        skills = sorted(set(mapping.values()))
+        col = {s: j for j, s in enumerate(skills)}
+        item_skill = np.array([col[mapping[t]] if t in mapping else -1 for t in types.tolist()], dtype=np.int64)
+        return skills, item_skill
 
     # ------------------------------------------------------------------ public API
     def run(self, batch_size: int = 50, max_rounds: int | None = None) -> RunResult:
-        """Run rounds until the budget, the pool or ``max_rounds`` is exhausted; returns a :class:`RunResult`."""
+        """Run rounds until the pool is labeled, the budget is spent or ``max_rounds`` ran; returns a :class:`RunResult`."""
         if int(batch_size) < 1:
             raise ConfigError(f"is {batch_size}", field="batch_size", expected="at least 1")
         from tqdm.auto import tqdm
 
         total = None
         if self.budget.answers is not None:
-            total = math.ceil(self.budget.answers / (batch_size * self.router.answers_per_item))
+            total = math.ceil(self.budget.answers / (batch_size * self.router.first_answers))
         bar = tqdm(total=total, desc="labeling", unit="round", disable=not self.progress, leave=True)
         bar.update(sum(r["status"] == "done" for r in self.store.rounds()))
         rounds_run = 0
@@ -235,53 +301,204 @@ class LabelingProject:
                 bar.set_postfix(answers=last.get("human_answers_after"), auto_accepted=last.get("auto_accepted"))
         finally:
             bar.close()
-        return self._finish(reason or "max_rounds")
+        result = self._finish(reason or "max_rounds")
+        if result.stop_reason == "budget" and self.progress:
+            print(f"hitl: stopped at the budget ({result.summary['human_answers']} answers, "
+                  f"{result.summary['spent']:.2f} spent); raise it and run again on the same store to go on.")
+        return result
 
     def step(self, batch_size: int = 50) -> str | None:
-        """Run one round; returns None, or why no round could run (``budget``, ``pool_exhausted``, ...)."""
+        """Run one round; returns None, or why no round could run (``budget``, ``complete``, ...)."""
         open_round = self.store.open_round()
         if open_round is not None:
-            self._collect(open_round)
-            self._close_round(open_round)
+            self._complete_round(open_round)
             return None
         done = self.store.rounds()
         r = done[-1]["round"] + 1 if done else 0
-        labeled, _ = self._human_labels()
-        remaining = self.budget.remaining(self.store.n_answers())
-        k = self.router.answers_per_item
-        n_items = batch_size if remaining is None else min(batch_size, remaining // k)
-        if n_items <= 0:
+        answers_left = self.budget.remaining(self.store.n_answers() + len(self.store.assignments(pending=True)[0]))
+        n_items = batch_size if answers_left is None else min(batch_size, answers_left // self.router.first_answers)
+        if n_items <= 0 or self._money_left() == 0:
             return "budget"
         rng = np.random.default_rng([self.random_state, r])
-        state = self._fit_and_score(labeled)
+        state = self._fit_and_score()
         blocked = self._blocked_items()
-        candidates = np.flatnonzero(~labeled & ~blocked & ~state["accepted"])
-        if len(candidates) == 0:
-            return "pool_exhausted"
-        picked = self._select(candidates, state, n_items, rng)
-        eligible = self.pool.may_go_to(self._countries, picked)
-        assigned_to = self._wback[self.store.assignments()[1]]
-        load = np.bincount(assigned_to[assigned_to >= 0], minlength=len(self._countries))
-        routing = self.router.assign(picked, eligible, load, rng)
+        free = ~state["labeled"] & ~blocked
+        n_audited = int(state["audit_mask"].sum())
+        n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items), int(free.sum()))
+        audits = rng.choice(np.flatnonzero(free), size=n_audit, replace=False) if n_audit else np.zeros(0, np.int64)
+        free[audits] = False
+        candidates = np.flatnonzero(free & ~state["accepted"])
+        picked = self._select(candidates, state, n_items - n_audit, rng) if len(candidates) else np.zeros(0, np.int64)
+        gold_items, gold_workers = self._gold_tasks(r)
+        items = np.r_[audits, picked].astype(np.int64)
+        if len(items) == 0 and len(gold_items) == 0:
+            return "complete"
+        kinds = np.r_[np.full(len(audits), "audit", dtype=object), np.full(len(picked), "label", dtype=object)]
+        routing = self._route(r, items, per_item=self.router.first_answers, rng=rng,
+                              budget_answers=None if answers_left is None else answers_left - len(gold_items))
         if len(routing.unroutable):
             self.store.log("unroutable", {"items": self.pool.ids[routing.unroutable].tolist(),
-                                          "reason": "no HITer allowed by residency"}, round_no=r)
-        if remaining is not None and len(routing.items) > remaining:
-            routing.items, routing.workers = routing.items[:remaining], routing.workers[:remaining]
-        if len(routing.items) == 0:
-            return "no_eligible_hiters" if len(routing.unroutable) else "budget"
-        stats = {k_: v for k_, v in state["point"].items()}
-        stats["selected"] = int(len(np.unique(routing.items)))
-        self.store.begin_round(r, routing.items, self._wpos[routing.workers], stats=stats)
-        self._collect(r)
-        self._close_round(r)
+                                          "reason": "no HITer on the platform may see it (residency, tenure)"}, round_no=r)
+        kind_of = dict(zip(items.tolist(), kinds.tolist()))
+        a_items = np.r_[routing.items, gold_items].astype(np.int64)
+        a_workers = np.r_[routing.workers, gold_workers].astype(np.int64)
+        a_kinds = [kind_of[i] for i in routing.items.tolist()] + ["gold"] * len(gold_items)
+        if len(a_items) == 0:
+            if len(routing.unroutable) == len(items):
+                return self.step(batch_size) if len(candidates) > len(routing.unroutable) else "no_eligible_hiters"
+            return "no_eligible_hiters"
+        pay, price = self._price(a_workers)
+        keep = self._within_money(price)
+        if not keep.any():
+            return "budget"
+        a_items, a_workers, pay, price = a_items[keep], a_workers[keep], pay[keep], price[keep]
+        a_kinds = [k_ for k_, ok in zip(a_kinds, keep.tolist()) if ok]
+        stats = dict(state["point"], selected=int(len(np.unique(routing.items))), audits=int(len(audits)),
+                     gold_tasks=int(len(gold_items)))
+        proba = state["proba"]
+        prior_rows = proba[a_items] if proba is not None else np.full((len(a_items), len(self.classes)), 1 / len(self.classes))
+        self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats, pay_cents=pay,
+                               price_cents=price, priors=(a_items, prior_rows))
+        self._complete_round(r)
         return None
 
     def result(self) -> RunResult:
         """The current labels and curve, without running anything."""
         return self._finish("inspected", write=False)
 
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ one round
+    def _complete_round(self, r: int) -> None:
+        """Collect what is pending, ask more HITers while items stay uncertain, aggregate, close."""
+        wave = 0
+        while True:
+            self._collect(r)
+            more_items = self._uncertain_items(r)
+            if len(more_items) == 0:
+                break
+            answers_left = self.budget.remaining(self.store.n_answers())
+            rng = np.random.default_rng([self.random_state, r, 1000 + wave])
+            routing = self._route(r, more_items, per_item=1, rng=rng, budget_answers=answers_left)
+            if len(routing.items) == 0:
+                break
+            pay, price = self._price(routing.workers)
+            keep = self._within_money(price)
+            if not keep.any():
+                break
+            kinds = self._kinds_of(routing.items[keep])
+            self.store.add_assignments(r, routing.items[keep], self._wpos[routing.workers[keep]], kind=kinds,
+                                       pay_cents=pay[keep], price_cents=price[keep])
+            wave += 1
+        self._close_round(r)
+
+    def _collect(self, r: int) -> None:
+        items, workers = self.store.assignments(r, pending=True)
+        if len(items) == 0:
+            return
+        wf = self._wback[workers]
+        for chunk in self.workforce.collect(items, wf, self.pool.ids[items]):
+            if len(chunk) == 0:
+                continue
+            # Committed before the next chunk is asked for: that is the acknowledgement.
+            self.store.add_answers(r, chunk.item, self._wpos[chunk.worker], chunk.label, chunk.seconds)
+
+    def _uncertain_items(self, r: int) -> np.ndarray:
+        """Items of round ``r`` whose posterior is still below the redundancy target."""
+        table = self.store.assignment_table()
+        in_round = (table["round"] == r) & (table["kind"] != "gold")
+        if not in_round.any() or not table["answered"][in_round].all():
+            return np.zeros(0, np.int64)  # answers still missing (people left): nothing more to ask now
+        items = np.unique(table["item"][in_round])
+        audit = np.isin(items, table["item"][table["kind"] == "audit"])
+        post, counts = self._posteriors()
+        need = self.router.needs_more(post[items].max(1), counts[items], audit=audit)
+        return items[need]
+
+    def _kinds_of(self, items: np.ndarray) -> list[str]:
+        table = self.store.assignment_table()
+        kind = dict(zip(table["item"].tolist(), table["kind"].tolist()))
+        return [kind[i] for i in items.tolist()]
+
+    def _close_round(self, r: int) -> None:
+        post, counts = self._posteriors()
+        answered = np.flatnonzero(counts > 0)
+        answered = answered[~np.isin(answered, self._gold_items)]
+        labels = None
+        stats = next(x["stats"] for x in self.store.rounds() if x["round"] == r)
+        if len(answered):
+            labels = {"items": answered, "labels": post[answered].argmax(1), "confidence": post[answered].max(1),
+                      "source": np.where(counts[answered] > 1, "aggregated", "human").tolist()}
+            if self.y_true is not None:
+                stats["human_label_accuracy"] = float(np.mean(labels["labels"] == self.y_true[answered]))
+        stats["human_answers_after"] = self.store.n_answers()
+        self._grant_skills(r)
+        self.store.finish_round(r, stats, labels=labels)
+
+    # ------------------------------------------------------------------ aggregation
+    def _posteriors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-item posterior over classes from all answers, and the number of answers per item."""
+        n, k = self.pool.n_items, len(self.classes)
+        ans = self.store.answers()
+        counts = np.bincount(ans["item"], minlength=n)
+        table = self.store.assignment_table()
+        audit = np.zeros(n, dtype=bool)
+        audit[table["item"][table["kind"] == "audit"]] = True
+        has_prior, prior = self.store.priors(n, k)
+        # Audits are judged by people alone: a model prior would tilt the check of the model.
+        use_prior = has_prior & ~audit
+        prior = np.where(use_prior[:, None], (1 - self.prior_mix) * prior + self.prior_mix / k, 1.0 / k)
+        if len(ans["item"]) == 0:
+            return prior, counts
+        tasks, t_idx = np.unique(ans["item"], return_inverse=True)
+        if self.aggregator is not None:
+            agg = self.aggregator.fit(t_idx, ans["worker"], ans["label"], n_tasks=len(tasks),
+                                      n_workers=self._n_store_workers, n_classes=k)
+            post_t = np.asarray(agg.posteriors_)
+        else:
+            gold_label = np.full(n, -1, dtype=np.int64)
+            gold_label[self._gold_items] = self._gold_labels
+            post_t, acc = one_coin_posteriors(t_idx, ans["worker"], ans["label"], n_tasks=len(tasks),
+                                              n_workers=self._n_store_workers, n_classes=k, prior=prior[tasks],
+                                              known=gold_label[tasks], return_accuracy=True)
+            self._skill = acc
+        post = prior.copy()
+        post[tasks] = post_t
+        return post, counts
+
+    # ------------------------------------------------------------------ model
+    def _fit_and_score(self) -> dict:
+        """Fit on the human labels (audits excepted), pre-label, set the threshold, measure."""
+        n, k = self.pool.n_items, len(self.classes)
+        labeled, y = self._human_labels()
+        table = self.store.assignment_table()
+        audit_mask = np.zeros(n, dtype=bool)
+        audit_mask[table["item"][table["kind"] == "audit"]] = True
+        train = labeled & ~audit_mask
+        proba = None
+        accepted = np.zeros(n, dtype=bool)
+        decision = AcceptDecision(None, None, 0, 0)
+        model_acc = None
+        if train.any():
+            idx = np.flatnonzero(train)
+            self.model.fit(self.pool.X[idx], y[idx])
+            proba = np.zeros((n, k))
+            score = np.flatnonzero(~train)
+            if len(score):
+                proba[score] = self.model.predict_proba(self.pool.X[score])
+            audited = np.flatnonzero(audit_mask & labeled)
+            conf = proba.max(1)
+            decision = self.router.decide_threshold(conf[audited], proba[audited].argmax(1) == y[audited])
+            if decision.threshold is not None and len(np.unique(y[train])) > 1:
+                accepted = ~labeled & (conf >= decision.threshold)
+            if self.eval_set is not None:
+                model_acc = float(np.mean(self.model.predict_proba(self.eval_set[0]).argmax(1) == np.asarray(self.eval_set[1])))
+        point = {"human_answers": self.store.n_answers(), "human_labeled": int(labeled.sum()),
+                 "auto_accepted": int(accepted.sum()), "model_accuracy": model_acc,
+                 "threshold": decision.threshold, "accuracy_bound": decision.bound,
+                 "audited": decision.n_audited}
+        point.update(self._label_accuracy(labeled, y, proba, accepted))
+        return {"proba": proba, "accepted": accepted, "labeled": labeled, "y": y, "point": point,
+                "decision": decision, "audit_mask": audit_mask}
+
     def _human_labels(self) -> tuple[np.ndarray, np.ndarray]:
         lab = self.store.labels()
         mask = np.zeros(self.pool.n_items, dtype=bool)
@@ -291,54 +508,23 @@ class LabelingProject:
         y[lab["item"][human]] = lab["label"][human]
         return mask, y
 
-    def _blocked_items(self) -> np.ndarray:
-        """Items already assigned (answered or pending) or that nobody may take."""
-        blocked = np.zeros(self.pool.n_items, dtype=bool)
-        blocked[self.store.assignments()[0]] = True
-        for ev in self.store.events("unroutable"):
-            blocked[self.pool.index_of(ev["payload"]["items"])] = True
-        return blocked
-
-    def _fit_and_score(self, labeled: np.ndarray) -> dict:
-        """Fit on the human labels, pre-label everything else, and measure where we stand."""
-        _, y = self._human_labels()
-        n = self.pool.n_items
-        proba = None
-        accepted = np.zeros(n, dtype=bool)
-        model_acc = None
-        seed = self.seed_size if self.seed_size is not None else 1
-        if labeled.sum() >= max(seed, 1) and len(np.unique(y[labeled])) >= 1:
-            idx = np.flatnonzero(labeled)
-            self.model.fit(self.pool.X[idx], y[idx])
-            rest = np.flatnonzero(~labeled)
-            proba = np.zeros((n, len(self.classes)))
-            if len(rest):
-                proba[rest] = self.model.predict_proba(self.pool.X[rest])
-            # A model that has seen a handful of labels, or one class, is sure of itself for no
-            # reason: machine labels are only accepted once it has seen min_labels_to_accept.
-            if len(rest) and labeled.sum() >= self.min_labels_to_accept and len(np.unique(y[labeled])) > 1:
-                accepted[rest] = self.router.accept_mask(proba[rest])
-            if self.eval_set is not None:
-                model_acc = float(np.mean(self.model.predict_proba(self.eval_set[0]).argmax(1) == np.asarray(self.eval_set[1])))
-        point = {"human_answers": self.store.n_answers(), "human_labeled": int(labeled.sum()),
-                 "auto_accepted": int(accepted.sum()), "model_accuracy": model_acc}
-        point.update(self._label_accuracy(labeled, y, proba, accepted))
-        return {"proba": proba, "accepted": accepted, "point": point}
-
     def _label_accuracy(self, labeled: np.ndarray, y: np.ndarray, proba: np.ndarray | None, accepted: np.ndarray) -> dict:
         if self.y_true is None:
-            return {"label_accuracy": None, "accepted_accuracy": None}
+            return {"label_accuracy": None, "accepted_accuracy": None, "auto_accepted_accuracy": None}
         pred = np.where(labeled, y, proba.argmax(1) if proba is not None else -1)
         kept = labeled | accepted
         return {
             "label_accuracy": float(np.mean(pred == self.y_true)),
             "accepted_accuracy": float(np.mean(pred[kept] == self.y_true[kept])) if kept.any() else None,
+            "auto_accepted_accuracy": float(np.mean(pred[accepted] == self.y_true[accepted])) if accepted.any() else None,
         }
 
     def _select(self, candidates: np.ndarray, state: dict, n_items: int, rng: np.random.Generator) -> np.ndarray:
         from . import strategies
 
         n_items = min(n_items, len(candidates))
+        if n_items <= 0:
+            return np.zeros(0, np.int64)
         seed = int(rng.integers(2**31 - 1))
         if state["proba"] is None:
             # Cold start: nothing to be uncertain about yet, so a random seed set.
@@ -349,48 +535,180 @@ class LabelingProject:
         )
         return candidates[np.asarray(sel.indices, dtype=np.int64)]
 
-    def _collect(self, r: int) -> None:
-        items, workers = self.store.assignments(r, pending=True)
-        if len(items) == 0:
-            return
-        wf = self._wback[workers]
-        hiters = self.workforce.hiters
-        for chunk in self.workforce.collect(items, wf, self.pool.ids[items]):
-            if len(chunk) == 0:
-                continue
-            pay = self._pay_cents(chunk.worker, chunk.seconds, hiters)
-            # Committed before the next chunk is asked for: that is the acknowledgement.
-            self.store.add_answers(r, chunk.item, self._wpos[chunk.worker], chunk.label, chunk.seconds, pay_cents=pay)
+    # ------------------------------------------------------------------ routing
+    def _blocked_items(self) -> np.ndarray:
+        """Items already assigned (answered or pending), gold items, or items nobody may take."""
+        blocked = np.zeros(self.pool.n_items, dtype=bool)
+        blocked[self.store.assignments()[0]] = True
+        blocked[self._gold_items] = True
+        for ev in self.store.events("unroutable"):
+            blocked[self.pool.index_of(ev["payload"]["items"])] = True
+        return blocked
 
-    @staticmethod
-    def _pay_cents(workers: np.ndarray, seconds: np.ndarray, hiters: Sequence[Any], multiple: float = 3.0) -> np.ndarray:
-        wage = np.array([hiters[w].hourly_min_wage for w in np.asarray(workers).tolist()])
-        return np.ceil(wage * multiple * np.asarray(seconds) / 3600.0 * 100.0).astype(np.int64)
+    def _day(self, r: int) -> int:
+        return r // self.rounds_per_day
 
-    def _close_round(self, r: int) -> None:
+    def _worker_state(self, r: int) -> dict:
+        """Per HITer (workforce order): load, time reserved today, tenure, skills."""
+        W = len(self._countries)
+        table = self.store.assignment_table()
+        wf = self._wback[table["worker"]]
+        ok = wf >= 0
+        load = np.bincount(wf[ok], minlength=W).astype(np.float64)
         ans = self.store.answers()
-        stats = next(x["stats"] for x in self.store.rounds() if x["round"] == r)
-        labels = None
-        if len(ans["item"]):
-            tasks, t_idx = np.unique(ans["item"], return_inverse=True)
-            agg = self.aggregator.fit(t_idx, ans["worker"], ans["label"], n_tasks=len(tasks),
-                                      n_workers=int(self._wpos.max()) + 1, n_classes=len(self.classes))
-            post = np.asarray(agg.posteriors_)
-            counts = np.bincount(t_idx, minlength=len(tasks))
-            labels = {"items": tasks, "labels": post.argmax(1), "confidence": post.max(1),
-                      "source": np.where(counts > 1, "aggregated", "human").tolist()}
-        stats["human_answers_after"] = self.store.n_answers()
-        if self.y_true is not None and labels is not None:
-            stats["human_label_accuracy"] = float(np.mean(labels["labels"] == self.y_true[labels["items"]]))
-        self.store.finish_round(r, stats, labels=labels)
+        aw = self._wback[ans["worker"]]
+        today_ans = (ans["round"] // self.rounds_per_day == self._day(r)) & (aw >= 0)
+        seconds_today = np.bincount(aw[today_ans], weights=ans["seconds"][today_ans], minlength=W).astype(np.float64)
+        # Pending tasks reserve the full time limit: a task cannot outlast its lease.
+        pending = ok & ~table["answered"]
+        pend_today = pending & (table["round"] // self.rounds_per_day == self._day(r))
+        seconds_today += np.bincount(wf[pend_today], minlength=W) * self.router.task_seconds
+        today = self.start_date + _dt.timedelta(days=self._day(r))
+        tenure = tenure_days([h.start_date for h in self.workforce.hiters], today)
+        return {"load": load, "seconds_today": seconds_today, "tenure": tenure, "skills": self._worker_skills()}
 
+    def _worker_skills(self) -> np.ndarray:
+        W = len(self._countries)
+        out = np.zeros((W, len(self._skills)), dtype=bool)
+        col = {s: j for j, s in enumerate(self._skills)}
+        for w, h in enumerate(self.workforce.hiters):
+            for s in h.skills:
+                if s in col:
+                    out[w, col[s]] = True
+        for ev in self.store.events("skill_gained"):
+            w = self._wback[ev["payload"]["worker"]] if ev["payload"]["worker"] < len(self._wback) else -1
+            if w >= 0 and ev["payload"]["skill"] in col:
+                out[w, col[ev["payload"]["skill"]]] = True
+        return out
+
+    def _route(self, r: int, items: np.ndarray, *, per_item: int, rng: np.random.Generator,
+               budget_answers: int | None) -> Any:
+        ws = self._worker_state(r)
+        residency = self.pool.may_go_to(self._countries, items)
+        table = self.store.assignment_table()
+        already = np.zeros((len(items), len(self._countries)), dtype=bool)
+        if len(table["item"]):
+            pos = {i: j for j, i in enumerate(items.tolist())}
+            rows = np.array([pos.get(i, -1) for i in table["item"].tolist()], dtype=np.int64)
+            wf = self._wback[table["worker"]]
+            hit = (rows >= 0) & (wf >= 0)
+            already[rows[hit], wf[hit]] = True
+        per_task = np.full(len(self._countries), float(self.router.task_seconds))
+        eligible = self.router.eligible(residency, item_skill=self._item_skill[items], worker_skills=ws["skills"],
+                                        tenure_days=ws["tenure"], seconds_today=ws["seconds_today"],
+                                        seconds_per_task=per_task, already=already)
+        eligible &= ~self._on_hold(r)[None, :]
+        routing = self.router.assign(items, eligible, ws["load"], rng, per_item=per_item,
+                                     seconds_today=ws["seconds_today"], seconds_per_task=per_task)
+        # Unroutable for good only if residency and tenure rule out everybody; skills and
+        # hours change with time, so those items simply wait.
+        structural = (residency & (ws["tenure"] <= self.router.max_tenure_days)[None, :]).any(axis=1)
+        routing.unroutable = items[~structural]
+        if budget_answers is not None and len(routing.items) > budget_answers:
+            routing.items, routing.workers = routing.items[:budget_answers], routing.workers[:budget_answers]
+        return routing
+
+    def _on_hold(self, r: int) -> np.ndarray:
+        """HITers whose answers are no better than chance: no label tasks until retrained (workforce order)."""
+        W = len(self._countries)
+        hold = np.zeros(W, dtype=bool)
+        skill = getattr(self, "_skill", None)
+        if skill is None:
+            self._posteriors()
+            skill = getattr(self, "_skill", None)
+        if skill is None:
+            return hold
+        n = np.bincount(self.store.answers()["worker"], minlength=self._n_store_workers)
+        bad = (n >= self.router.quality_min_answers) & (skill < self.router.min_worker_accuracy(len(self.classes)))
+        hold[self._wback[np.flatnonzero(bad)][self._wback[np.flatnonzero(bad)] >= 0]] = True
+        known = {e["payload"]["worker"] for e in self.store.events("quality_hold")}
+        for w in np.flatnonzero(bad).tolist():
+            if w not in known:
+                self.store.log("quality_hold", {"worker": int(w), "estimated_accuracy": float(skill[w]),
+                                                "answers": int(n[w])}, round_no=r)
+        return hold
+
+    def _gold_tasks(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Gold tasks for HITers still learning a skill they lack."""
+        if not len(self._skills) or not len(self._gold_items):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ws = self._worker_state(r)
+        table = self.store.assignment_table()
+        done = set(zip(table["item"].tolist(), self._wback[table["worker"]].tolist()))
+        gold_skill = self._item_skill[self._gold_items]
+        items, workers = [], []
+        for w in range(len(self._countries)):
+            if ws["tenure"][w] > self.router.max_tenure_days:
+                continue
+            for s in range(len(self._skills)):
+                if ws["skills"][w, s]:
+                    continue
+                mine = [g for g in self._gold_items[gold_skill == s].tolist() if (g, w) not in done
+                        and self.pool.may_go_to([self._countries[w]], np.array([g]))[0, 0]]
+                n_done = sum(1 for g in self._gold_items[gold_skill == s].tolist() if (g, w) in done)
+                take = mine[: max(0, min(self.router.skill_gold - n_done, 5))]
+                items += take
+                workers += [w] * len(take)
+        items_a, workers_a = np.array(items, np.int64), np.array(workers, np.int64)
+        # The hour cap holds for gold tasks too.
+        if len(items_a):
+            per = np.full(len(self._countries), float(self.router.task_seconds))
+            only_her = np.arange(len(self._countries))[None, :] == workers_a[:, None]
+            routing = self.router.assign(items_a, only_her, np.zeros(len(self._countries)), None, per_item=1,
+                                         seconds_today=ws["seconds_today"], seconds_per_task=per)
+            return routing.items, routing.workers
+        return items_a, workers_a
+
+    def _grant_skills(self, r: int) -> None:
+        """A HITer earns a skill after enough correct gold tasks of its type."""
+        if not len(self._skills) or not len(self._gold_items):
+            return
+        ans = self.store.answers()
+        gold_label = np.full(self.pool.n_items, -1, dtype=np.int64)
+        gold_label[self._gold_items] = self._gold_labels
+        on_gold = gold_label[ans["item"]] >= 0
+        if not on_gold.any():
+            return
+        held = self._worker_skills()
+        for s, name in enumerate(self._skills):
+            sel = on_gold & (self._item_skill[ans["item"]] == s)
+            wf = self._wback[ans["worker"][sel]]
+            n = np.bincount(wf, minlength=len(self._countries))
+            right = np.bincount(wf, weights=(ans["label"][sel] == gold_label[ans["item"][sel]]), minlength=len(self._countries))
+            earned = (n >= self.router.skill_gold) & (right >= self.router.skill_accuracy * n) & ~held[:, s]
+            for w in np.flatnonzero(earned).tolist():
+                self.store.log("skill_gained", {"worker": int(self._wpos[w]), "hiter": self.workforce.hiters[w].id,
+                                                "skill": name, "gold_answers": int(n[w]), "correct": int(right[w])},
+                               round_no=r)
+
+    # ------------------------------------------------------------------ money
+    def _price(self, workers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """HITer pay and client price per task, fixed when the task is assigned (cents)."""
+        ans = self.store.answers()
+        median_seconds = float(np.median(ans["seconds"])) if len(ans["seconds"]) else DEFAULT_TASK_SECONDS
+        pay = np.ceil(self._wage[workers] * self.fair_pay_multiple * median_seconds / 3600.0 * 100.0).astype(np.int64)
+        pay = np.maximum(pay, 1)
+        price = -(-pay * 100 // HITER_SHARE_PERCENT)  # the HITer's share of the price is at least 60%
+        return pay, price
+
+    def _money_left(self) -> int | None:
+        return self.budget.remaining_cents(self.store.spent_cents())
+
+    def _within_money(self, price: np.ndarray) -> np.ndarray:
+        left = self._money_left()
+        if left is None:
+            return np.ones(len(price), dtype=bool)
+        return np.cumsum(price) <= left
+
+    # ------------------------------------------------------------------ the end
     def _finish(self, reason: str, write: bool = True) -> RunResult:
-        labeled, y = self._human_labels()
-        state = self._fit_and_score(labeled)
+        state = self._fit_and_score()
+        labeled = state["labeled"]
         point = dict(state["point"], round=len(self.store.rounds()), final=True)
-        curve = Curve([dict(s["stats"], round=s["round"]) for s in self.store.rounds() if s["status"] == "done"] + [point])
-        curve.points = [{k: p.get(k) for k in ("round", "human_answers", "human_labeled", "auto_accepted",
-                                                "model_accuracy", "label_accuracy", "accepted_accuracy")} for p in curve.points]
+        done_rounds = [dict(s["stats"], round=s["round"]) for s in self.store.rounds() if s["status"] == "done"]
+        cols = ("round", "human_answers", "human_labeled", "auto_accepted", "model_accuracy", "label_accuracy",
+                "accepted_accuracy", "auto_accepted_accuracy", "threshold", "accuracy_bound")
+        curve = Curve([{c: p.get(c) for c in cols} for p in done_rounds + [point]])
         proba = state["proba"]
         lab = self.store.labels()
         conf = np.zeros(self.pool.n_items)
@@ -411,6 +729,9 @@ class LabelingProject:
         names = np.array([str(c) for c in self.classes] + [""], dtype=object)
         df = pd.DataFrame({"id": self.pool.ids, "label": names[label], "source": source,
                            "confidence": conf, "accepted": accepted})
+        unroutable = set()
+        for e in self.store.events("unroutable"):
+            unroutable.update(e["payload"]["items"])
         summary = {
             "items": int(self.pool.n_items),
             "human_answers": int(self.store.n_answers()),
@@ -419,15 +740,82 @@ class LabelingProject:
             "machine_unaccepted": int((~accepted).sum()),
             "label_accuracy": point.get("label_accuracy"),
             "accepted_accuracy": point.get("accepted_accuracy"),
+            "auto_accepted_accuracy": point.get("auto_accepted_accuracy"),
             "model_accuracy": point.get("model_accuracy"),
+            "threshold": point.get("threshold"),
+            "accuracy_bound": point.get("accuracy_bound"),
+            "target_accuracy": self.router.target_accuracy,
+            "confidence": self.router.confidence if self.router.guarantee else None,
+            "audited": point.get("audited"),
             "rounds": sum(r["status"] == "done" for r in self.store.rounds()),
             "paid": {c: v / 100 for c, v in self.store.payments_total().items()},
-            "unroutable": int(sum(len(e["payload"]["items"]) for e in self.store.events("unroutable"))),
+            "spent": self.store.spent_cents() / 100,
+            "unroutable": len(unroutable),
+            "unroutable_items": sorted(unroutable)[:50],
+            "skills_gained": len(self.store.events("skill_gained")),
             "stop_reason": reason,
         }
         if write:
             self.store.log("finished", summary)
         return RunResult(labels=df, curve=curve, summary=summary, stop_reason=reason)
+
+
+DEFAULT_TASK_SECONDS = 10.0
+HITER_SHARE_PERCENT = 60
+
+
+def one_coin_posteriors(task: np.ndarray, worker: np.ndarray, label: np.ndarray, *, n_tasks: int, n_workers: int,
+                        n_classes: int, prior: np.ndarray, known: np.ndarray | None = None, n_iter: int = 20,
+                        skill_prior: tuple[float, float] = (8.0, 2.0), return_accuracy: bool = False) -> Any:
+    """One-coin Dawid-Skene with a per-task prior: each HITer is right with her own probability.
+
+    A HITer's accuracy is estimated by EM, shrunk toward ``skill_prior`` (a Beta
+    prior: 8 right, 2 wrong, i.e. 0.8) so that newcomers with a few answers are neither
+    trusted nor dismissed; tasks with a ``known`` label (gold) anchor it. Errors are
+    spread evenly over the other classes. Vectorised over answers (``np.bincount``).
+    Returns the (n_tasks, n_classes) posteriors, and the per-HITer accuracies too with
+    ``return_accuracy=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> post = one_coin_posteriors(np.array([0, 0, 0]), np.array([0, 1, 2]), np.array([1, 1, 0]), n_tasks=1,
+    ...                            n_workers=3, n_classes=2, prior=np.full((1, 2), 0.5))
+    >>> int(post.argmax(1)[0])
+    1
+    """
+    k = n_classes
+    known = np.full(n_tasks, -1, dtype=np.int64) if known is None else np.asarray(known, dtype=np.int64)
+    log_prior = np.log(np.clip(prior, 1e-12, None))
+    flat = task * k + label
+    a0, b0 = skill_prior
+    acc = np.full(n_workers, a0 / (a0 + b0))
+    is_known = known >= 0
+    onehot_known = np.zeros((n_tasks, k))
+    onehot_known[np.flatnonzero(is_known), known[is_known]] = 1.0
+    n_per_worker = np.bincount(worker, minlength=n_workers).astype(np.float64)
+    post = None
+    for _ in range(n_iter):
+        a = np.clip(acc, 1e-4, 1 - 1e-4)
+        log_right = np.log(a)[worker]
+        log_wrong = np.log((1 - a) / (k - 1))[worker]
+        scores = log_prior + np.bincount(task, weights=log_wrong, minlength=n_tasks)[:, None]
+        scores = scores.ravel()
+        scores += np.bincount(flat, weights=log_right - log_wrong, minlength=n_tasks * k)
+        scores = scores.reshape(n_tasks, k)
+        scores -= scores.max(1, keepdims=True)
+        new = np.exp(scores)
+        new /= new.sum(1, keepdims=True)
+        new[is_known] = onehot_known[is_known]
+        right = np.bincount(worker, weights=new[task, label], minlength=n_workers)
+        acc_new = (right + a0) / (n_per_worker + a0 + b0)
+        if post is not None and np.abs(new - post).max() < 1e-6 and np.abs(acc_new - acc).max() < 1e-6:
+            post, acc = new, acc_new
+            break
+        post, acc = new, acc_new
+    if return_accuracy:
+        return post, acc
+    return post
 
 
 def _check_truth(y: Sequence[int], n: int, k: int, field_name: str) -> np.ndarray:
@@ -437,7 +825,3 @@ def _check_truth(y: Sequence[int], n: int, k: int, field_name: str) -> np.ndarra
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= k)):
         raise ValidationError("holds values outside the label set", field=field_name, expected=f"integers in [0, {k})")
     return y
-
-
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"

@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS assignments (
     item INTEGER NOT NULL REFERENCES items(idx), worker INTEGER NOT NULL REFERENCES workers(idx),
     round INTEGER NOT NULL REFERENCES rounds(round), kind TEXT NOT NULL, created_at REAL NOT NULL,
+    pay_cents INTEGER, price_cents INTEGER,
     PRIMARY KEY (item, worker)
+);
+CREATE TABLE IF NOT EXISTS priors (
+    item INTEGER PRIMARY KEY REFERENCES items(idx), round INTEGER NOT NULL, proba BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS answers (
     item INTEGER NOT NULL, worker INTEGER NOT NULL, label INTEGER NOT NULL, round INTEGER NOT NULL,
@@ -185,19 +189,59 @@ class Store:
         return [dict(zip(cols, row)) for row in cur.fetchall()]
 
     # -- rounds and assignments -----------------------------------------------------
-    def begin_round(self, round_no: int, items: np.ndarray, workers: np.ndarray, kind: str = "label",
-                    stats: dict | None = None) -> None:
-        """Open a round and record its assignments in one transaction."""
-        items = np.asarray(items, dtype=np.int64)
-        workers = np.asarray(workers, dtype=np.int64)
-        now = time.time()
+    def begin_round(self, round_no: int, items: np.ndarray, workers: np.ndarray, kind: str | Sequence[str] = "label",
+                    stats: dict | None = None, pay_cents: np.ndarray | None = None, price_cents: np.ndarray | None = None,
+                    priors: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Open a round and record its assignments (and the model's priors) in one transaction."""
         with self.transaction() as db:
             db.execute("INSERT INTO rounds (round, status, started_at, stats) VALUES (?, 'open', ?, ?)",
-                       (int(round_no), now, json.dumps(stats or {})))
-            db.executemany(
-                "INSERT INTO assignments VALUES (?, ?, ?, ?, ?)",
-                zip(items.tolist(), workers.tolist(), [int(round_no)] * len(items), [kind] * len(items), [now] * len(items)),
-            )
+                       (int(round_no), time.time(), json.dumps(stats or {}, default=_json_default)))
+            self._insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents)
+            if priors is not None:
+                self._write_priors(db, round_no, *priors)
+
+    def add_assignments(self, round_no: int, items: np.ndarray, workers: np.ndarray, kind: str | Sequence[str] = "label",
+                        pay_cents: np.ndarray | None = None, price_cents: np.ndarray | None = None) -> None:
+        """Add assignments to an open round (one more HITer for items still uncertain)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT status FROM rounds WHERE round = ?", (int(round_no),)).fetchone()
+            if row is None or row[0] != "open":
+                raise StoreError("is not open", item=round_no, field="round")
+            self._insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents)
+
+    @staticmethod
+    def _insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents) -> None:
+        items = np.asarray(items, dtype=np.int64)
+        workers = np.asarray(workers, dtype=np.int64)
+        n = len(items)
+        kinds = [kind] * n if isinstance(kind, str) else list(kind)
+        pay = [None] * n if pay_cents is None else np.asarray(pay_cents, dtype=np.int64).tolist()
+        price = [None] * n if price_cents is None else np.asarray(price_cents, dtype=np.int64).tolist()
+        now = time.time()
+        try:
+            db.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           zip(items.tolist(), workers.tolist(), [int(round_no)] * n, kinds, [now] * n, pay, price))
+        except sqlite3.IntegrityError as exc:
+            raise ValidationError(f"repeats an (item, HITer) pair or names an unknown one ({exc})", field="assignments",
+                                  expected="each HITer at most once per item") from None
+
+    @staticmethod
+    def _write_priors(db, round_no: int, items: np.ndarray, proba: np.ndarray) -> None:
+        proba = np.ascontiguousarray(proba, dtype=np.float32)
+        db.executemany("INSERT OR REPLACE INTO priors VALUES (?, ?, ?)",
+                       zip(np.asarray(items, dtype=np.int64).tolist(), [int(round_no)] * len(proba),
+                           [row.tobytes() for row in proba]))
+
+    def priors(self, n_items: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's probabilities recorded when items were sent to humans: (has_prior mask, (n_items, k))."""
+        out = np.full((n_items, n_classes), 1.0 / n_classes, dtype=np.float64)
+        has = np.zeros(n_items, dtype=bool)
+        rows = self._db.execute("SELECT item, proba FROM priors").fetchall()
+        if rows:
+            idx = np.array([r[0] for r in rows], dtype=np.int64)
+            out[idx] = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), n_classes)
+            has[idx] = True
+        return has, out
 
     def finish_round(self, round_no: int, stats: dict, labels: dict | None = None) -> None:
         """Close a round, writing its statistics and (optionally) labels atomically with it."""
@@ -216,6 +260,21 @@ class Store:
     def open_round(self) -> int | None:
         row = self._db.execute("SELECT round FROM rounds WHERE status = 'open' ORDER BY round LIMIT 1").fetchone()
         return None if row is None else row[0]
+
+    def assignment_table(self) -> dict[str, np.ndarray]:
+        """Every assignment: item, worker, round, kind, answered (bool), pay_cents, price_cents (-1 when unset)."""
+        rows = self._db.execute(
+            "SELECT a.item, a.worker, a.round, a.kind, b.item IS NOT NULL, COALESCE(a.pay_cents, -1), "
+            "COALESCE(a.price_cents, -1) FROM assignments a LEFT JOIN answers b ON a.item = b.item AND a.worker = b.worker "
+            "ORDER BY a.rowid").fetchall()
+        if not rows:
+            z = np.zeros(0, dtype=np.int64)
+            return {"item": z, "worker": z, "round": z, "kind": np.zeros(0, object), "answered": z.astype(bool),
+                    "pay_cents": z, "price_cents": z}
+        item, worker, rnd, kind, answered, pay, price = zip(*rows)
+        return {"item": np.array(item, np.int64), "worker": np.array(worker, np.int64), "round": np.array(rnd, np.int64),
+                "kind": np.array(kind, object), "answered": np.array(answered, bool),
+                "pay_cents": np.array(pay, np.int64), "price_cents": np.array(price, np.int64)}
 
     def assignments(self, round_no: int | None = None, *, pending: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, workers) of a round's assignments (all rounds if None); ``pending``: those not answered yet."""
@@ -298,6 +357,13 @@ class Store:
                     "INSERT INTO payments VALUES (?, ?, ?, ?, ?)",
                     zip(items[new].tolist(), workers[new].tolist(), [int(round_no)] * len(pay), pay.tolist(), [currency] * len(pay)),
                 )
+            else:
+                # The pay agreed when the task was assigned, if any, is what the HITer earns.
+                db.executemany(
+                    "INSERT INTO payments SELECT item, worker, ?, pay_cents, ? FROM assignments "
+                    "WHERE item = ? AND worker = ? AND pay_cents IS NOT NULL",
+                    [(int(round_no), currency, i, w) for i, w in zip(items[new].tolist(), workers[new].tolist())],
+                )
         return int(new.sum())
 
     def _existing_answers(self, db: sqlite3.Connection, items: np.ndarray, workers: np.ndarray) -> dict:
@@ -327,6 +393,10 @@ class Store:
 
     def n_answers(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def spent_cents(self) -> int:
+        """Client price of every assignment made so far (answered or pending), in cents."""
+        return int(self._db.execute("SELECT COALESCE(SUM(price_cents), 0) FROM assignments").fetchone()[0])
 
     def payments_total(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT currency, SUM(amount_cents) FROM payments GROUP BY currency").fetchall())
