@@ -126,7 +126,7 @@ def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean") -> np.ndarra
     consensus = M.mean(axis=0)  # (n, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(M) - np.log(consensus)[None]
-    terms = np.where(M > 0, M * log_ratio, 0.0)
+        terms = np.where(M > 0, M * log_ratio, 0.0)
     kl = terms.sum(axis=2)  # (members, n)
     kl = np.maximum(kl, 0.0)  # rounding can leave -1e-17
     return kl.mean(axis=0) if reduce == "mean" else kl.max(axis=0)

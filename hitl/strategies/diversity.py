@@ -172,6 +172,10 @@ def information_density(
             G += xx[lo : lo + block, None]
             G += rr[None, :]
             dist = np.sqrt(np.maximum(G, 0.0))
+        if R is X:
+            # An item's distance to itself is 0; the Gram identity leaves rounding there.
+            rows = np.arange(dist.shape[0])
+            dist[rows, lo + rows] = 0.0
         out[lo : lo + block] = (1.0 / (1.0 + dist)).mean(axis=1)
     return out
 
@@ -224,12 +228,19 @@ def _select_density_weighted(
     model: Any = None,
     random_state: Any = None,
     use_embedding: bool = True,
-    **kw: Any,
+    beta: float = 1.0,
+    measure: str = "entropy",
+    metric: str = "euclidean",
+    n_reference: int = 2000,
+    **_: Any,
 ) -> Selection:
     if X is None:
         raise ConfigError("is None", field="X", expected="candidate features for the density term")
     E = _embed(model, X, use_embedding)
-    return top_k(density_weighted_scores(proba, E, random_state=random_state, **kw), n)
+    scores = density_weighted_scores(
+        proba, E, beta=beta, measure=measure, metric=metric, n_reference=n_reference, random_state=random_state
+    )
+    return top_k(scores, n)
 
 
 def density_weighted(

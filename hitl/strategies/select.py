@@ -20,26 +20,37 @@ __all__ = ["select", "register", "STRATEGIES"]
 # A selector is called as selector(proba, n, X=..., X_labeled=..., model=..., random_state=...).
 STRATEGIES: dict[str, tuple[Callable[..., Any], Callable[..., Selection]]] = {}
 _BY_FUNCTION: dict[Callable[..., Any], Callable[..., Selection]] = {}
+# Selectors that reject NaN / negative probabilities inside their own scoring pass.
+_SELF_VALIDATING: set[Callable[..., Selection]] = set()
 
 
-def register(name: str, function: Callable[..., Any], selector: Callable[..., Selection]) -> None:
-    """Make a strategy known to :func:`select` by name and by function object."""
+def register(
+    name: str, function: Callable[..., Any], selector: Callable[..., Selection], *, validates_proba: bool = False
+) -> None:
+    """Make a strategy known to :func:`select` by name and by function object.
+
+    ``selector(proba, n, X=, X_labeled=, model=, random_state=, **params) -> Selection``
+    works on precomputed probabilities; ``validates_proba`` says it rejects
+    invalid probabilities itself (otherwise :func:`select` checks them first).
+    """
     STRATEGIES[name] = (function, selector)
     _BY_FUNCTION[function] = selector
+    if validates_proba:
+        _SELF_VALIDATING.add(selector)
 
 
 register("random", _unc.random, _unc._select_random)
-register("least_confident", _unc.least_confident, _unc._select_least_confident)
-register("margin", _unc.margin, _unc._select_margin)
-register("entropy", _unc.entropy, _unc._select_entropy)
+register("least_confident", _unc.least_confident, _unc._select_least_confident, validates_proba=True)
+register("margin", _unc.margin, _unc._select_margin, validates_proba=True)
+register("entropy", _unc.entropy, _unc._select_entropy, validates_proba=True)
 register("vote_entropy", _com.vote_entropy, _com._select_vote_entropy)
 register("kl_to_consensus", _com.kl_to_consensus, _com._select_kl)
 register("bald", _bay.bald, _bay._select_bald)
-register("density_weighted", _div.density_weighted, _div._select_density_weighted)
+register("density_weighted", _div.density_weighted, _div._select_density_weighted, validates_proba=True)
 register("core_set", _div.core_set, _div._select_core_set)
-register("badge", _div.badge, _div._select_badge)
-register("cluster_margin", _div.cluster_margin, _div._select_cluster_margin)
-register("ranked_batch", _div.ranked_batch, _div._select_ranked_batch)
+register("badge", _div.badge, _div._select_badge, validates_proba=True)
+register("cluster_margin", _div.cluster_margin, _div._select_cluster_margin, validates_proba=True)
+register("ranked_batch", _div.ranked_batch, _div._select_ranked_batch, validates_proba=True)
 
 
 def select(
@@ -113,8 +124,8 @@ def select(
     if not callable(strategy):
         raise ConfigError(f"is {type(strategy).__name__}", field="strategy", expected="a strategy name or function")
     selector = _BY_FUNCTION.get(strategy)
-    # Native selectors validate values inside their scoring pass; foreign ones get a checked matrix.
-    P = check_proba(proba, check_values=selector is None)
+    # Kernel-backed selectors validate values inside their scoring pass; the rest get a checked matrix.
+    P = check_proba(proba, check_values=selector not in _SELF_VALIDATING)
     if X is not None:
         n_x = X.shape[0] if hasattr(X, "shape") else len(X)
         if n_x != P.shape[0]:
