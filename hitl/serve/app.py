@@ -51,7 +51,8 @@ KEYS = list("1234567890") + list("qwertyuiopasdfghjklzxcvbnm")
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer browsers send "Origin: null" on form posts.
+    (b"referrer-policy", b"same-origin"),
     (b"content-security-policy",
      b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
      b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
@@ -266,8 +267,12 @@ def create_app(store_path: str | Path, *, max_body: int = MAX_BODY, secure_cooki
     async def hitl_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
     routes = [
         Route("/", index),
+        Route("/favicon.ico", favicon),
         Route("/signin", signin, methods=["GET", "POST"]),
         Route("/signout", signout, methods=["POST"]),
         Route("/admin", admin),
