@@ -48,10 +48,13 @@ __all__ = [
     "is_connected",
     "cluster_info",
     "shard_bounds",
+    "Shared",
+    "share",
     "Prelabeler",
     "prelabel",
     "select_sharded",
     "fit_dawid_skene",
+    "aggregate",
 ]
 
 
@@ -327,6 +330,11 @@ def is_connected() -> bool:
 
     ray = sys.modules.get("ray")
     return bool(ray is not None and ray.is_initialized())
+
+
+def _ray_is_up() -> bool:
+    """Connected already, or a cluster to join is named: no local start to pay for."""
+    return is_connected() or (bool(os.environ.get("RAY_ADDRESS")) and ray_available())
 
 
 def cluster_info() -> ClusterInfo | None:
@@ -613,12 +621,16 @@ def _dispatch(pool: _ActorPool, n_shards: int, submit: Callable[[Any, int], Any]
     lost = 0
     failures = 0
     while pending or inflight:
-        for slot in range(len(pool.actors)):
-            while pending and load[slot] < depth:
-                s = pending.popleft()
-                ref = submit(pool.actors[slot], s)
-                inflight[ref] = (s, slot, pool.generation[slot])
-                load[slot] += 1
+        filled = True
+        while pending and filled:  # round robin, so every actor starts at once
+            filled = False
+            for slot in range(len(pool.actors)):
+                if pending and load[slot] < depth:
+                    s = pending.popleft()
+                    ref = submit(pool.actors[slot], s)
+                    inflight[ref] = (s, slot, pool.generation[slot])
+                    load[slot] += 1
+                    filled = True
         ready, _ = ray.wait(list(inflight), num_returns=1)
         for ref in ready:
             s, slot, gen = inflight.pop(ref)
@@ -650,6 +662,46 @@ def _dispatch(pool: _ActorPool, n_shards: int, submit: Callable[[Any, int], Any]
 
 
 # ---------------------------------------------------------------------------------- pre-labeling
+
+
+class Shared:
+    """A model or a pool put in Ray's object store once and reused by every later job.
+
+    A job normally copies its model (and its pool, unless it is the same array as the
+    last call's) to the object store; a ``Shared`` object is copied once, at its first
+    use on Ray, and each actor loads it once. Only share what will not change: a model
+    that is refitted must be shared again.
+
+    Examples
+    --------
+    >>> enc = share([1, 2, 3])
+    >>> enc.value
+    [1, 2, 3]
+    """
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self._ref: Any = None
+        self._info: ClusterInfo | None = None
+
+    @property
+    def ref(self) -> Any:
+        """The object reference (connects to Ray and copies the value on first use)."""
+        info = connect()
+        if self._ref is None or self._info is not info:
+            self._ref = _ray().put(self.value)
+            self._info = info
+        return self._ref
+
+    @property
+    def is_put(self) -> bool:
+        return self._ref is not None and self._info is cluster_info()
+
+
+def share(value: Any) -> Shared:
+    """Wrap a model or pool so Ray jobs copy it to the object store once (see :class:`Shared`)."""
+    return value if isinstance(value, Shared) else Shared(value)
+
 
 
 def _check_use_ray(use_ray: Any) -> Any:
@@ -749,6 +801,10 @@ class Prelabeler:
         ndarray with one row per input row (``(n, k)`` probabilities for ``predict_proba``).
         """
         t_start = time.perf_counter()
+        shared_model = model if isinstance(model, Shared) else None
+        shared_X = X if isinstance(X, Shared) else None
+        model = model.value if shared_model is not None else model
+        X = X.value if shared_X is not None else X
         if not callable(getattr(model, self.method, None)):
             raise ValidationError(f"has no {self.method}()", field="model",
                                   expected=f"an object with a {self.method} method")
@@ -767,16 +823,28 @@ class Prelabeler:
             first = 0
             backend = self._plan(n)
             if backend == "probe":
-                t0 = time.perf_counter()
-                self._store(out_box, n, bounds[0], _run_rows(model, self.method, X, *bounds[0], _sub(rows, bounds[0])))
-                self.timings_["probe"] = time.perf_counter() - t0
-                bar.update(int(bounds[0][1] - bounds[0][0]))
-                self._notify(0, int(bounds[0][1]))
-                first = 1
-                backend = self._decide(model, X, n, bounds, self.timings_["probe"])
+                # Time the first shard as this process runs it, the second as an actor will
+                # (one BLAS/OpenMP thread); both results are kept.
+                from threadpoolctl import threadpool_limits
+
+                probes = []
+                for i in range(min(2, len(bounds))):
+                    b = bounds[i]
+                    limit = threadpool_limits(limits=1) if i == 1 else contextlib.nullcontext()
+                    t0 = time.perf_counter()
+                    with limit:
+                        value = _run_rows(model, self.method, X, *b, _sub(rows, b))
+                    probes.append((int(b[1] - b[0]), time.perf_counter() - t0))
+                    self._store(out_box, n, b, value)
+                    bar.update(int(b[1] - b[0]))
+                    self._notify(i, int(b[1]))
+                first = len(probes)
+                self.timings_["probe"] = sum(p[1] for p in probes)
+                backend = self._decide(model, X, n - sum(p[0] for p in probes), len(bounds) - first, probes,
+                                       shared_X is not None and shared_X.is_put)
             rest = bounds[first:]
             if backend == "ray" and len(rest):
-                self._run_ray(model, X, rows, rest, first, out_box, bar, n)
+                self._run_ray(model, X, rows, rest, first, out_box, bar, n, shared_model, shared_X)
             else:
                 backend = "in-process"
                 for i, b in enumerate(rest, start=first):
@@ -819,22 +887,33 @@ class Prelabeler:
             return "in-process"
         return "probe"
 
-    def _decide(self, model: Any, X: Any, n: int, bounds: np.ndarray, probe_s: float) -> str:
-        """Ray or in-process for the shards after the first, from the first shard's time."""
-        r0 = int(bounds[0][1] - bounds[0][0])
-        remaining = n - r0
-        est_local = probe_s * remaining / max(r0, 1)
+    def _decide(self, model: Any, X: Any, remaining: int, n_shards: int, probes: list, X_put: bool = False) -> str:
+        """Ray or in-process for the remaining shards, from the timed first shards.
+
+        In-process cost: rows at the rate of the first shard (this process's own
+        threads). Ray cost: rows at the one-thread rate of the second shard, spread over
+        the actors, plus what is not paid yet: Ray's start, the actors' start, the copy
+        of the pool to the object store, a few milliseconds per shard.
+        """
+        rate_local = probes[0][1] / max(probes[0][0], 1)
+        rate_actor = probes[-1][1] / max(probes[-1][0], 1)
+        est_local = rate_local * remaining
         info = cluster_info()
         gpu = _wants_gpu(model, self.num_gpus, info)
-        workers = self.n_actors or (info.num_gpus if (info and gpu) else (info.num_cpus if info else
-                                    (settings.num_cpus or os.cpu_count() or 1)))
+        if self.n_actors:
+            workers = int(self.n_actors)
+        elif info is not None:
+            workers = info.num_gpus if gpu else info.num_cpus
+        else:
+            workers = settings.num_cpus or os.cpu_count() or 1
         overhead = 0.0 if info is not None else settings.start_seconds
         if not _pool_is_warm(self.n_actors, gpu):
             overhead += settings.actor_seconds
-        if not self._cached(X):
+        will_be_local = info.local if info is not None else not os.environ.get("RAY_ADDRESS")
+        if not (X_put or self._cached(X)) and not (will_be_local and _memmap_spec(X) is not None):
             overhead += getattr(X, "nbytes", 0) / settings.put_bytes_per_second
-        overhead += 0.005 * (len(bounds) - 1)
-        est_ray = overhead + est_local / max(int(workers), 1)
+        overhead += 0.005 * n_shards
+        est_ray = overhead + rate_actor * remaining / max(workers, 1)
         self.timings_["estimate_in_process"] = est_local
         self.timings_["estimate_ray"] = est_ray
         # A margin, so a near tie stays in-process (fewer moving parts).
@@ -861,13 +940,14 @@ class Prelabeler:
         return spec
 
     def _run_ray(self, model: Any, X: Any, rows: np.ndarray | None, bounds: np.ndarray, first: int,
-                 out_box: dict, bar: Any, n: int) -> None:
+                 out_box: dict, bar: Any, n: int, shared_model: Shared | None = None,
+                 shared_X: Shared | None = None) -> None:
         ray = _ray()
         info = connect()
         gpu = _wants_gpu(model, self.num_gpus, info)
         pool = _actor_pool(self.n_actors, gpu)
-        spec = self._data_spec(X)
-        model_box = [ray.put(model)]
+        spec = ("ref", shared_X.ref) if shared_X is not None else self._data_spec(X)
+        model_box = [shared_model.ref if shared_model is not None else ray.put(model)]
         method = self.method
 
         def submit(actor: Any, s: int) -> Any:
@@ -979,8 +1059,9 @@ def select_sharded(
     n_instances : int
     strategy : str or callable, default "margin"
     use_ray : "auto", True or False
-        ``"auto"`` uses Ray only when it is already connected and ``n`` is at least
-        ``threshold_rows`` (scoring is too cheap to pay for a start).
+        ``"auto"`` uses Ray only when it is already connected (or ``RAY_ADDRESS`` names
+        a cluster) and ``n`` is at least ``threshold_rows``: scoring is too cheap to pay
+        for a start.
     threshold_rows, shard_rows, n_actors
         As in :class:`Prelabeler`.
 
@@ -1010,7 +1091,7 @@ def select_sharded(
         raise EmptyPoolError("no candidates to select from", field="proba", expected="at least one unlabeled item")
     bounds = shard_bounds(n, int(shard_rows or settings.shard_rows))
     threshold = int(threshold_rows if threshold_rows is not None else settings.threshold_rows)
-    on_ray = use_ray is True or (use_ray == "auto" and is_connected() and n >= threshold and len(bounds) > 1)
+    on_ray = use_ray is True or (use_ray == "auto" and _ray_is_up() and n >= threshold and len(bounds) > 1)
     idx: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(bounds)
     sc: list[np.ndarray] = [np.empty(0, dtype=np.float64)] * len(bounds)
     if not on_ray:
@@ -1141,7 +1222,9 @@ def fit_dawid_skene(
     n_shards : int, optional
         Shards of tasks; default one per actor on Ray, one in-process.
     use_ray : "auto", True or False
-        ``"auto"`` uses Ray from ``threshold_answers`` answers on.
+        ``"auto"`` uses Ray from ``threshold_answers`` answers on, when Ray is already
+        connected or ``RAY_ADDRESS`` names a cluster (in-process EM on a million tasks
+        takes seconds: less than starting Ray).
     threshold_answers : int, optional
         Default :attr:`RaySettings.threshold_answers`.
 
@@ -1164,7 +1247,7 @@ def fit_dawid_skene(
 
     use_ray = _check_use_ray(use_ray)
     agg = DawidSkene() if aggregator is None else aggregator
-    if not isinstance(agg, DawidSkene):
+    if type(agg) is not DawidSkene:  # a subclass may change the steps
         raise ConfigError(f"is a {type(agg).__name__}", field="aggregator", expected="a hitl.aggregation.DawidSkene")
     t, w, y, nt, nw, k = check_answers(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes)
     p = None if prior is None else check_prior(prior, nt, k)
@@ -1175,7 +1258,7 @@ def fit_dawid_skene(
     if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise ConfigError(f"is {dt}", field="dtype", expected="float64 or float32")
     threshold = int(threshold_answers if threshold_answers is not None else settings.threshold_answers)
-    on_ray = use_ray is True or (use_ray == "auto" and len(t) >= threshold and ray_available())
+    on_ray = use_ray is True or (use_ray == "auto" and len(t) >= threshold and _ray_is_up())
     pool = _actor_pool(None, 0) if on_ray else None
     if n_shards is None:
         n_shards = len(pool.actors) if pool is not None else 1
@@ -1315,3 +1398,45 @@ class _RayShards:
         for i in range(len(self.boxes)):
             with contextlib.suppress(Exception):
                 self.pool.actors[self.slot[i]].ds_drop.remote(self._key(i))
+
+
+def aggregate(
+    aggregator: Any,
+    task: Any,
+    worker: Any,
+    label: Any,
+    *,
+    n_tasks: int | None = None,
+    n_workers: int | None = None,
+    n_classes: int | None = None,
+    prior: Any = None,
+    use_ray: Any = "auto",
+    threshold_answers: int | None = None,
+) -> Any:
+    """``aggregator.fit(...)``, run as :func:`fit_dawid_skene` on Ray when that pays.
+
+    Ray is used for a :class:`~hitl.aggregation.DawidSkene` with at least
+    ``threshold_answers`` answers when Ray is up (see :func:`fit_dawid_skene`), or always
+    with ``use_ray=True``; every other aggregator, and every smaller job, is fitted
+    in-process as usual.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hitl.aggregation import DawidSkene
+    >>> agg = aggregate(DawidSkene(), np.array([0, 0, 1]), np.array([0, 1, 0]), np.array([1, 1, 0]))
+    >>> agg.labels_
+    array([1, 0])
+    """
+    from .aggregation import DawidSkene
+
+    use_ray = _check_use_ray(use_ray)
+    threshold = int(threshold_answers if threshold_answers is not None else settings.threshold_answers)
+    n = _n_rows(task) if not hasattr(task, "columns") else len(task)
+    if type(aggregator) is DawidSkene and not hasattr(task, "columns") and (
+            use_ray is True or (use_ray == "auto" and n >= threshold and _ray_is_up())):
+        return fit_dawid_skene(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes,
+                               prior=prior, aggregator=aggregator, use_ray=True)
+    if hasattr(task, "columns"):
+        return aggregator.fit(task, prior=prior)
+    return aggregator.fit(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes, prior=prior)

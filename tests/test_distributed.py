@@ -177,6 +177,37 @@ def test_module_works_without_ray():
     assert "refused:" in out.stdout and "hitl[ray]" in out.stdout
 
 
+def test_aggregate_dispatches_in_process_below_threshold():
+    from hitl.aggregation import MajorityVote
+
+    t, w, y, nt, nw, k = _crowd(n_tasks=500, seed=4)
+    ds = distributed.aggregate(DawidSkene(), t, w, y, n_tasks=nt, n_workers=nw, n_classes=k, use_ray=False)
+    ref = DawidSkene().fit(t, w, y, n_tasks=nt, n_workers=nw, n_classes=k)
+    np.testing.assert_array_equal(ds.posteriors_, ref.posteriors_)
+    mv = distributed.aggregate(MajorityVote(), t, w, y, n_tasks=nt, n_workers=nw, n_classes=k)
+    assert isinstance(mv, MajorityVote) and mv.posteriors_.shape == (nt, k)
+
+
+def test_gpu_actors_only_for_device_models_on_gpu_clusters():
+    class TorchLike:
+        device = "auto"
+
+    gpus = distributed.ClusterInfo(address="x", local=False, num_cpus=8, num_gpus=2)
+    cpus = distributed.ClusterInfo(address="x", local=False, num_cpus=8, num_gpus=0)
+    assert distributed._wants_gpu(TorchLike(), "auto", gpus) == 1
+    assert distributed._wants_gpu(TorchLike(), "auto", cpus) == 0
+    assert distributed._wants_gpu(SklearnModel(LogisticRegression()), "auto", gpus) == 0
+    assert distributed._wants_gpu(SklearnModel(LogisticRegression()), 1, cpus) == 1
+    with pytest.raises(ConfigError):
+        distributed._wants_gpu(TorchLike(), 2, gpus)
+
+    class Movable:
+        def to_device(self, device):
+            self.moved_to = device
+
+    assert distributed._move_to_gpu(Movable()).moved_to == "cuda"
+
+
 # ------------------------------------------------------------------ on Ray
 
 
@@ -307,3 +338,18 @@ def test_dawid_skene_on_ray_survives_a_dead_actor(ray_session):
     got = distributed.fit_dawid_skene(t, w, y, n_tasks=nt, n_workers=nw, n_classes=k, n_shards=4, use_ray=True)
     assert pool.replaced > before
     np.testing.assert_allclose(got.posteriors_, ref.posteriors_, rtol=0, atol=1e-9)
+
+
+@pytest.mark.ray
+def test_shared_model_and_pool_go_to_the_object_store_once(ray_session, pool_data):
+    X, model = pool_data
+    m, xs = distributed.share(model), distributed.share(X)
+    p = distributed.Prelabeler(use_ray=True, shard_rows=5000)
+    first = p.predict_proba(m, xs)
+    ref_m, ref_x = m.ref, xs.ref
+    second = p.predict_proba(m, xs, rows=np.arange(100, 9000))
+    assert m.ref is ref_m and xs.ref is ref_x and "put" not in p.timings_
+    np.testing.assert_array_equal(first, model.predict_proba(X))
+    np.testing.assert_array_equal(second, first[100:9000])
+    local = distributed.prelabel(m, xs, use_ray=False, shard_rows=5000)  # the same wrappers in-process
+    np.testing.assert_array_equal(local, first)
