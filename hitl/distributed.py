@@ -45,6 +45,7 @@ __all__ = [
     "ray_available",
     "connect",
     "shutdown",
+    "release",
     "is_connected",
     "cluster_info",
     "shard_bounds",
@@ -362,6 +363,15 @@ def shutdown() -> None:
     for path in (info.temp_dir, info.home):
         if path:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def release() -> None:
+    """Let the actors drop the model and pool they keep between jobs (frees the object store)."""
+    pool = _POOL.get("pool")
+    if pool is None or not is_connected():
+        return
+    ray = _ray()
+    ray.get([a.forget.remote() for a in pool.actors])
 
 
 atexit.register(shutdown)

@@ -31,6 +31,11 @@ class SlowEcho:
         return np.asarray(X, dtype=np.float64)
 
 
+class Refuses:
+    def predict_proba(self, X):
+        raise ValidationError("is NaN", item=3, field="features", expected="finite values")
+
+
 try:  # actors cannot import this test module: ship its helpers by value
     import ray.cloudpickle
 
@@ -353,3 +358,12 @@ def test_shared_model_and_pool_go_to_the_object_store_once(ray_session, pool_dat
     np.testing.assert_array_equal(second, first[100:9000])
     local = distributed.prelabel(m, xs, use_ray=False, shard_rows=5000)  # the same wrappers in-process
     np.testing.assert_array_equal(local, first)
+
+
+@pytest.mark.ray
+def test_model_errors_on_ray_keep_their_type(ray_session):
+    with pytest.raises(ValidationError, match="is NaN"):
+        distributed.prelabel(Refuses(), np.zeros((10, 2)), use_ray=True, shard_rows=5)
+    distributed.release()  # actors drop what they kept; the next job loads again
+    X = np.arange(20.0).reshape(10, 2)
+    np.testing.assert_array_equal(distributed.prelabel(SlowEcho(0.0), X, use_ray=True, shard_rows=5), X)
