@@ -549,7 +549,7 @@ class Ledger:
             freq = {"day": "D", "week": "W-SUN", "month": "M"}[self.period]
             per = stamp.dt.to_period(freq)
             df["period"] = per.astype(str)
-            ends = (per.dt.end_time.astype("int64") / 1e9) < now
+            ends = (per.dt.end_time - pd.Timestamp("1970-01-01")).dt.total_seconds() < now
         df["closed"] = ends.to_numpy()
         g = df.groupby(["worker", "period"], sort=True).agg(ms=("ms", "sum"), earned=("hiter_micros", "sum"),
                                                             closed=("closed", "all")).reset_index()

@@ -132,10 +132,14 @@ class WageTable:
     def lookup(self, country: str, on: _dt.date | None = None) -> Wage | None:
         """The newest row for ``country`` in force on ``on`` (default: the newest row); None if unknown."""
         rows = [w for w in self.rows if w.country == country]
+        if not rows:
+            return None
         if on is not None:
             in_force = [w for w in rows if w.effective <= on]
-            rows = in_force or rows  # a project older than every figure still gets the oldest one
-        return max(rows, key=lambda w: w.effective) if rows else None
+            if not in_force:  # a date older than every figure still gets the oldest one
+                return min(rows, key=lambda w: w.effective)
+            rows = in_force
+        return max(rows, key=lambda w: w.effective)
 
     def units_per_usd(self, currency: str) -> Fraction | None:
         """Units of ``currency`` for one USD (exact), or None when the table has no rate for it."""
