@@ -79,6 +79,14 @@ def _env_int(name: str, default: int | None) -> int | None:
     return value
 
 
+def _env_choice(name: str) -> Any:
+    raw = os.environ.get(name, "").strip().lower()
+    choices = {"": "auto", "auto": "auto", "1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if raw not in choices:
+        raise ConfigError(f"is {raw!r}", field=name, expected="auto, 1 or 0")
+    return choices[raw]
+
+
 @dataclass
 class RaySettings:
     """Knobs of the Ray layer; the defaults come from ``HITL_RAY_*`` environment variables.
@@ -95,6 +103,9 @@ class RaySettings:
         (``HITL_RAY_THRESHOLD_ANSWERS``, default 1,000,000).
     shard_rows : int
         Rows per shard (``HITL_RAY_SHARD_ROWS``, default 65,536).
+    use_ray : "auto", True or False
+        What ``use_ray=None`` means everywhere (``HITL_USE_RAY``: ``auto``, ``1`` or
+        ``0``; default ``auto``).
     start_seconds : float
         What a Ray start plus a first actor pool costs, used by the automatic choice
         when Ray is not running yet (measured ≈ 4-6 s on 2 cores).
@@ -110,6 +121,7 @@ class RaySettings:
     threshold_rows: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ROWS", 100_000))
     threshold_answers: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ANSWERS", 1_000_000))
     shard_rows: int = field(default_factory=lambda: _env_int("HITL_RAY_SHARD_ROWS", 65_536))
+    use_ray: Any = field(default_factory=lambda: _env_choice("HITL_USE_RAY"))
     start_seconds: float = 6.0
     actor_seconds: float = 2.0
     put_bytes_per_second: float = 1.0e9
@@ -715,9 +727,14 @@ def share(value: Any) -> Shared:
 
 
 def _check_use_ray(use_ray: Any) -> Any:
-    if use_ray not in ("auto", True, False):
-        raise ConfigError(f"is {use_ray!r}", field="use_ray", expected='"auto", True or False')
+    if use_ray not in (None, "auto", True, False):
+        raise ConfigError(f"is {use_ray!r}", field="use_ray", expected='"auto", True, False or None (the setting)')
     return use_ray
+
+
+def _use_ray(use_ray: Any) -> Any:
+    """The explicit choice, else :attr:`RaySettings.use_ray`."""
+    return _check_use_ray(settings.use_ray if use_ray is None else use_ray)
 
 
 class Prelabeler:
@@ -725,7 +742,8 @@ class Prelabeler:
 
     Parameters
     ----------
-    use_ray : "auto", True or False, default "auto"
+    use_ray : "auto", True, False or None, default None
+        None takes :attr:`RaySettings.use_ray` (``HITL_USE_RAY``, default ``"auto"``).
         ``"auto"`` stays in-process below ``threshold_rows`` rows or without Ray; above,
         it times the first shard in-process and uses Ray only when the rest of the job
         is predicted to finish sooner there, counting what Ray still has to pay (start,
@@ -775,7 +793,7 @@ class Prelabeler:
 
     def __init__(
         self,
-        use_ray: Any = "auto",
+        use_ray: Any = None,
         *,
         threshold_rows: int | None = None,
         shard_rows: int | None = None,
@@ -887,9 +905,10 @@ class Prelabeler:
         out[b[0]:b[1]] = value
 
     def _plan(self, n: int) -> str:
-        if self.use_ray is False or n == 0:
+        use_ray = _use_ray(self.use_ray)
+        if use_ray is False or n == 0:
             return "in-process"
-        if self.use_ray is True:
+        if use_ray is True:
             _ray()
             return "ray"
         threshold = int(self.threshold_rows if self.threshold_rows is not None else settings.threshold_rows)
@@ -1024,7 +1043,7 @@ def _bar(total: int, enabled: bool, what: str) -> Any:
     return tqdm(total=total, unit="row", unit_scale=True, desc=what, disable=not enabled, leave=False)
 
 
-def prelabel(model: Any, X: Any, rows: Any = None, *, use_ray: Any = "auto", threshold_rows: int | None = None,
+def prelabel(model: Any, X: Any, rows: Any = None, *, use_ray: Any = None, threshold_rows: int | None = None,
              shard_rows: int | None = None, n_actors: int | None = None, num_gpus: Any = "auto",
              method: str = "predict_proba", progress: bool = False) -> np.ndarray:
     """``model.predict_proba`` of a pool, in-process or sharded over Ray actors (see :class:`Prelabeler`).
@@ -1051,7 +1070,7 @@ def select_sharded(
     n_instances: int,
     strategy: Any = "margin",
     *,
-    use_ray: Any = "auto",
+    use_ray: Any = None,
     threshold_rows: int | None = None,
     shard_rows: int | None = None,
     n_actors: int | None = None,
@@ -1068,7 +1087,7 @@ def select_sharded(
     proba : array of shape (n, k)
     n_instances : int
     strategy : str or callable, default "margin"
-    use_ray : "auto", True or False
+    use_ray : "auto", True, False or None (the setting, default "auto")
         ``"auto"`` uses Ray only when it is already connected (or ``RAY_ADDRESS`` names
         a cluster) and ``n`` is at least ``threshold_rows``: scoring is too cheap to pay
         for a start.
@@ -1089,7 +1108,7 @@ def select_sharded(
     """
     from .strategies._core import check_n_instances
 
-    use_ray = _check_use_ray(use_ray)
+    use_ray = _use_ray(use_ray)
     k = check_n_instances(n_instances)
     P = proba if isinstance(proba, np.ndarray) else np.asarray(proba, dtype=np.float64)
     if P.ndim != 2:
@@ -1209,7 +1228,7 @@ def fit_dawid_skene(
     prior: Any = None,
     aggregator: Any = None,
     n_shards: int | None = None,
-    use_ray: Any = "auto",
+    use_ray: Any = None,
     threshold_answers: int | None = None,
 ) -> Any:
     """Fit Dawid-Skene with the E-step on shards of tasks and the M-step sums added up.
@@ -1231,7 +1250,7 @@ def fit_dawid_skene(
         it receives the fitted attributes. Default ``DawidSkene()``.
     n_shards : int, optional
         Shards of tasks; default one per actor on Ray, one in-process.
-    use_ray : "auto", True or False
+    use_ray : "auto", True, False or None (the setting, default "auto")
         ``"auto"`` uses Ray from ``threshold_answers`` answers on, when Ray is already
         connected or ``RAY_ADDRESS`` names a cluster (in-process EM on a million tasks
         takes seconds: less than starting Ray).
@@ -1255,7 +1274,7 @@ def fit_dawid_skene(
     from .aggregation import DawidSkene, check_answers, check_prior, ds_m_step
     from .aggregation import dawid_skene as _ds_module
 
-    use_ray = _check_use_ray(use_ray)
+    use_ray = _use_ray(use_ray)
     agg = DawidSkene() if aggregator is None else aggregator
     if type(agg) is not DawidSkene:  # a subclass may change the steps
         raise ConfigError(f"is a {type(agg).__name__}", field="aggregator", expected="a hitl.aggregation.DawidSkene")
@@ -1420,7 +1439,7 @@ def aggregate(
     n_workers: int | None = None,
     n_classes: int | None = None,
     prior: Any = None,
-    use_ray: Any = "auto",
+    use_ray: Any = None,
     threshold_answers: int | None = None,
 ) -> Any:
     """``aggregator.fit(...)``, run as :func:`fit_dawid_skene` on Ray when that pays.
@@ -1440,7 +1459,7 @@ def aggregate(
     """
     from .aggregation import DawidSkene
 
-    use_ray = _check_use_ray(use_ray)
+    use_ray = _use_ray(use_ray)
     threshold = int(threshold_answers if threshold_answers is not None else settings.threshold_answers)
     n = _n_rows(task) if not hasattr(task, "columns") else len(task)
     if type(aggregator) is DawidSkene and not hasattr(task, "columns") and (

@@ -213,6 +213,26 @@ def test_gpu_actors_only_for_device_models_on_gpu_clusters():
     assert distributed._move_to_gpu(Movable()).moved_to == "cuda"
 
 
+def test_settings_come_from_the_environment(monkeypatch, pool_data):
+    monkeypatch.setenv("HITL_USE_RAY", "0")
+    monkeypatch.setenv("HITL_RAY_THRESHOLD_ROWS", "5")
+    monkeypatch.setenv("HITL_RAY_NUM_CPUS", "3")
+    s = distributed.RaySettings()
+    assert (s.use_ray, s.threshold_rows, s.num_cpus) == (False, 5, 3)
+    monkeypatch.setattr(distributed, "settings", s)
+    X, model = pool_data
+    p = distributed.Prelabeler()  # use_ray=None: the setting says no
+    p.predict_proba(model, X)
+    assert p.backend_ == "in-process" and "probe" not in p.timings_
+    monkeypatch.setenv("HITL_USE_RAY", "maybe")
+    with pytest.raises(ConfigError, match="HITL_USE_RAY"):
+        distributed.RaySettings()
+    monkeypatch.setenv("HITL_USE_RAY", "auto")
+    monkeypatch.setenv("HITL_RAY_SHARD_ROWS", "0")
+    with pytest.raises(ConfigError, match="HITL_RAY_SHARD_ROWS"):
+        distributed.RaySettings()
+
+
 # ------------------------------------------------------------------ on Ray
 
 
