@@ -263,7 +263,11 @@ class TaskQueue:
             return label, score
         k = len(self.classes())
         pos = {i: j for j, i in enumerate(items.tolist())}
-        rows = [r for r in db.execute("SELECT item, proba FROM priors") if r[0] in pos]
+        wanted = list(pos)
+        rows = []
+        for start in range(0, len(wanted), 500):  # SQLite's bound-parameter limit
+            part = wanted[start:start + 500]
+            rows += db.execute("SELECT item, proba FROM priors WHERE item IN (%s)" % ",".join("?" * len(part)), part).fetchall()
         if rows:
             proba = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), k)
             at = np.array([pos[r[0]] for r in rows], dtype=np.int64)
