@@ -250,6 +250,7 @@ class LabelingProject:
         self._wage = np.array([h.hourly_min_wage for h in workforce.hiters], dtype=np.float64)
         self._currency = workforce.hiters[0].currency
         self._n_store_workers = int(self._wpos.max()) + 1
+        self._new_audits = np.zeros(0, np.int64)
 
     # ------------------------------------------------------------------ validation
     def _check_gold(self, gold: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +325,8 @@ class LabelingProject:
         blocked = self._blocked_items()
         free = ~state["labeled"] & ~blocked
         n_audited = int(state["audit_mask"].sum())
-        n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items), int(free.sum()))
+        passed = state["decision"].threshold is not None
+        n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items, passed), int(free.sum()))
         audits = rng.choice(np.flatnonzero(free), size=n_audit, replace=False) if n_audit else np.zeros(0, np.int64)
         free[audits] = False
         candidates = np.flatnonzero(free & ~state["accepted"])
@@ -334,6 +336,7 @@ class LabelingProject:
         if len(items) == 0 and len(gold_items) == 0:
             return "complete"
         kinds = np.r_[np.full(len(audits), "audit", dtype=object), np.full(len(picked), "label", dtype=object)]
+        self._new_audits = audits
         routing = self._route(r, items, per_item=self.router.first_answers, rng=rng,
                               budget_answers=None if answers_left is None else answers_left - len(gold_items))
         if len(routing.unroutable):
@@ -598,6 +601,14 @@ class LabelingProject:
                                         tenure_days=ws["tenure"], seconds_today=ws["seconds_today"],
                                         seconds_per_task=per_task, already=already)
         eligible &= ~self._on_hold(r)[None, :]
+        skill = getattr(self, "_skill", None)
+        audit = np.isin(items, table["item"][table["kind"] == "audit"]) | np.isin(items, self._new_audits)
+        if skill is not None and audit.any():
+            # An audit checks the model, so it goes to the more reliable half of the crowd.
+            s = np.full(len(self._countries), -1.0)
+            mine = self._wpos < len(skill)
+            s[mine] = skill[self._wpos[mine]]
+            eligible[audit] &= (s >= np.median(s))[None, :]
         routing = self.router.assign(items, eligible, ws["load"], rng, per_item=per_item,
                                      seconds_today=ws["seconds_today"], seconds_per_task=per_task)
         # Unroutable for good only if residency and tenure rule out everybody; skills and

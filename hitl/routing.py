@@ -131,6 +131,8 @@ class Router:
         Audited items to collect (held out of training), at most a quarter of the pool.
     audit_share : float, default 0.25
         Share of a round's items that are audits while audits are still missing.
+    audit_max_share : float, default 0.3
+        Most of the pool that may be audited when no threshold meets the target.
     max_tenure_days : int, default 1095
         No task to a HITer who has been on the platform longer (three years).
     hours_per_day : float, default 8.0
@@ -142,7 +144,7 @@ class Router:
     task_seconds : float, default 600
         Time limit of one task (its lease); a pending task reserves this much of the
         HITer's daily hours, so the cap holds whatever the answer's real duration.
-    audit_target : float, default 0.99
+    audit_target : float, default 0.995
         Posterior an audited item must reach: an audit checks the model, so the human
         label it rests on must be surer than an ordinary one.
     audit_max_answers : int, default 5
@@ -173,12 +175,13 @@ class Router:
         redundancy_target: float | None = None,
         audit_size: int = 150,
         audit_share: float = 0.25,
+        audit_max_share: float = 0.3,
         max_tenure_days: int = 3 * 365,
         hours_per_day: float = 8.0,
         skill_gold: int = 10,
         skill_accuracy: float = 0.8,
         task_seconds: float = 600.0,
-        audit_target: float = 0.99,
+        audit_target: float = 0.995,
         audit_max_answers: int = 5,
         quality_min_answers: int = 15,
         random_state: int | None = None,
@@ -207,6 +210,7 @@ class Router:
         self.redundancy_target = float(target_accuracy if redundancy_target is None else redundancy_target)
         self.audit_size = int(audit_size)
         self.audit_share = float(audit_share)
+        self.audit_max_share = float(audit_max_share)
         self.max_tenure_days = int(max_tenure_days)
         self.hours_per_day = float(hours_per_day)
         self.skill_gold = int(skill_gold)
@@ -269,9 +273,10 @@ class Router:
         last_of_tie = np.r_[c_sorted[1:] != c_sorted[:-1], True]
         cand = np.flatnonzero(last_of_tie)
         lower = clopper_pearson_lower(hits[cand], n[cand], self.confidence)
-        # The sequence starts where the region is large enough to pass with one error;
-        # that start depends on the confidences only, never on the labels.
-        start_n = _min_trials(self.target_accuracy, self.confidence, errors=1)
+        # The sequence starts where the region is large enough to pass with a few errors
+        # (one per hundred audits, at least one); that start depends on the number and the
+        # confidences of the audits only, never on their labels.
+        start_n = _min_trials(self.target_accuracy, self.confidence, errors=max(1, len(conf) // 100))
         first = int(np.searchsorted(n[cand], min(start_n, n[cand][-1])))
         best = None
         for j in range(first, len(cand)):
@@ -282,11 +287,18 @@ class Router:
             return AcceptDecision(None, float(lower[first]), int(n[cand][first]), int(hits[cand][first]))
         return AcceptDecision(float(c_sorted[cand[best]]), float(lower[best]), int(n[cand[best]]), int(hits[cand[best]]))
 
-    def audits_wanted(self, n_audited: int, n_items_round: int, pool_size: int) -> int:
-        """How many of this round's items should be audits."""
+    def audits_wanted(self, n_audited: int, n_items_round: int, pool_size: int, passed: bool = True) -> int:
+        """How many of this round's items should be audits.
+
+        Up to ``audit_size`` (at most a quarter of the pool); when the last decision
+        found no threshold that meets the target, auditing goes on, up to
+        ``audit_max_share`` of the pool, rather than sending everything to humans.
+        """
         if not self.guarantee:
             return 0
         goal = min(self.audit_size, pool_size // 4)
+        if not passed and n_audited >= goal:
+            goal = int(self.audit_max_share * pool_size)
         missing = max(0, goal - n_audited)
         return int(min(missing, np.ceil(self.audit_share * n_items_round)))
 

@@ -222,6 +222,50 @@ class SimulatedCrowd:
         crowd.kinds = [names[i] for i in order]
         return crowd
 
+    @classmethod
+    def from_accuracies(
+        cls,
+        accuracies: Sequence[float],
+        n: int,
+        *,
+        truth: Sequence[int],
+        n_classes: int,
+        binary: bool = True,
+        countries: Sequence[str] = ("TG", "MG", "CM", "KE"),
+        random_state: int = 0,
+        **kwargs,
+    ) -> "SimulatedCrowd":
+        """A crowd of ``n`` HITers whose accuracies are drawn from measured ones.
+
+        ``accuracies`` are per-worker accuracies measured on real crowd data (e.g. on
+        gold tasks). When they were measured on two-class tasks (``binary``), each is
+        carried to ``n_classes`` classes by keeping its skill above chance: a worker
+        halfway between chance and perfect on two classes is halfway on ``n_classes``
+        too (below-chance workers become chance-level ones).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> crowd = SimulatedCrowd.from_accuracies([0.5, 1.0], 2, truth=np.zeros(3, int), n_classes=5)
+        >>> sorted(np.round(crowd.accuracy, 2).tolist()) in ([0.2, 1.0], [0.2, 0.2], [1.0, 1.0])
+        True
+        """
+        acc = np.asarray(accuracies, dtype=np.float64)
+        if acc.ndim != 1 or len(acc) == 0 or not np.isfinite(acc).all() or (acc < 0).any() or (acc > 1).any():
+            raise ConfigError("need a non-empty list of probabilities", field="accuracies")
+        rng = np.random.default_rng(random_state)
+        drawn = rng.choice(acc, size=n, replace=True)
+        if binary:
+            chance = 1.0 / n_classes
+            drawn = chance + np.clip((drawn - 0.5) / 0.5, 0.0, 1.0) * (1.0 - chance)
+        seconds = 10.0 * rng.uniform(0.7, 1.3, size=n)
+        hiters = []
+        for j in range(n):
+            country = countries[j % len(countries)]
+            start = _dt.date(2025, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 600)))
+            hiters.append(HITer(f"hiter-{j:03d}", country, hourly_min_wage=_SIM_WAGES.get(country, 1.0), start_date=start))
+        return cls(hiters, drawn, truth, n_classes, seconds=seconds, random_state=random_state, **kwargs)
+
     def answer(self, items: np.ndarray, workers: np.ndarray) -> Answers:
         """The answers of ``workers[j]`` on ``items[j]``, all at once (deterministic)."""
         items = np.asarray(items, dtype=np.int64)

@@ -1,0 +1,249 @@
+"""Label a whole pool four ways and compare human answers, cost and label accuracy.
+
+(a) 3 HITers per item + majority vote; (b) 1 HITer per item; (c) the same loop as
+hitl's but auto-accepting every machine label at confidence >= 0.95, with no bound;
+(d) hitl's router: audited auto-accept threshold with a Clopper-Pearson bound
+(target 0.95 at 95% confidence), dynamic redundancy, model as prior.
+
+Simulated HITers draw their accuracies from the per-worker accuracies measured on
+the real RTE and TEMP crowd data (Snow et al., 2008), carried from two classes to k
+classes by keeping each worker's skill above chance.
+
+Usage::
+
+    python benchmarks/end_to_end.py --datasets digits mnist --seeds 10
+    python benchmarks/end_to_end.py --guarantee 20          # realised accuracy of auto-accepted labels
+    python benchmarks/end_to_end.py --report                # merge results into JSON, markdown and plots
+
+Writes ``benchmarks/results/end_to_end_<dataset>.json`` (one per dataset),
+``end_to_end_guarantee.json``, ``end_to_end.md`` and ``end_to_end.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "benchmarks" / ".cache"
+sys.path.insert(0, str(ROOT))
+
+import hitl  # noqa: E402
+from hitl.aggregation import MajorityVote  # noqa: E402
+from hitl.models import SklearnModel  # noqa: E402
+
+METHODS = {
+    "a": "3 HITers per item + majority vote",
+    "b": "1 HITer per item",
+    "c": "fixed 0.95 threshold, no bound",
+    "d": "hitl router (bound 0.95 @ 95%)",
+}
+
+
+def crowd_accuracies() -> np.ndarray:
+    """Per-worker accuracies on gold of the real RTE and TEMP answer sets (workers with 10+ answers)."""
+    import pandas as pd
+
+    base = Path(os.environ.get("HITL_CROWD_DATA", ROOT.parent / "shared" / "data" / "crowd"))
+    out = []
+    for name in ("rte", "temp"):
+        answers = pd.read_csv(base / name / "answers.csv", dtype=str)
+        gold = pd.read_csv(base / name / "gold.csv", dtype=str)
+        merged = answers.merge(gold, on="task", suffixes=("", "_gold"))
+        per = (merged["label"] == merged["label_gold"]).groupby(merged["worker"]).agg(["mean", "count"])
+        out.append(per.loc[per["count"] >= 10, "mean"].to_numpy())
+    return np.concatenate(out)
+
+
+def load(name: str):
+    """(X, y, k, model factory, batch size) for a data set."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from hitl import datasets
+
+    if name == "digits":
+        ds = datasets.load_digits()
+        X = ds.X.astype(np.float32)
+
+        def model():
+            return SklearnModel(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)), n_classes=10)
+
+        return X, ds.y, 10, model, 20
+    if name == "mnist":
+        ds = datasets.load_mnist()
+        X = (ds.X / 255.0).astype(np.float32)
+
+        def model():
+            return SklearnModel(make_pipeline(PCA(50, random_state=0), StandardScaler(),
+                                              LogisticRegression(max_iter=2000, C=0.5)), n_classes=10)
+
+        return X, ds.y, 10, model, 50
+    if name == "tweets":
+        ds = datasets.load_tweets()
+        X = tweet_embeddings(ds)
+
+        def model():
+            return SklearnModel(LogisticRegression(max_iter=2000, C=1.0), n_classes=3)
+
+        return X, ds.y, 3, model, 500
+    raise SystemExit(f"unknown data set {name!r}")
+
+
+def tweet_embeddings(ds) -> np.ndarray:
+    """all-MiniLM-L6-v2 sentence embeddings of the tweets, computed once and cached on disk."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "tweets_minilm.npy"
+    if path.exists():
+        return np.load(path)
+    from hitl.models import TextEncoder
+
+    enc = TextEncoder(batch_size=128, n_threads=2)
+    t0 = time.perf_counter()
+    X = enc.encode(ds.texts).astype(np.float32)
+    print(f"embedded {len(X)} tweets in {time.perf_counter() - t0:.0f} s", flush=True)
+    np.save(path, X)
+    return X
+
+
+def run_one(name: str, method: str, seed: int, data) -> dict:
+    X, y, k, make_model, batch = data
+    crowd = hitl.SimulatedCrowd.from_accuracies(ACCURACIES, 40, truth=y, n_classes=k,
+                                                countries=["TG", "MG", "CM", "KE", "UG"], random_state=seed,
+                                                chunk_size=1000)
+    pool = hitl.Pool(X)
+    common = dict(workforce=crowd, classes=list(range(k)), y_true=y, random_state=seed, progress=False)
+    if method == "a":
+        project = hitl.LabelingProject(pool, make_model(), strategy="random", aggregator=MajorityVote(),
+                                       router=hitl.Router(guarantee=False, auto_accept=1.0, answers_per_item=3), **common)
+        size = len(y)
+    elif method == "b":
+        project = hitl.LabelingProject(pool, make_model(), strategy="random", aggregator=MajorityVote(),
+                                       router=hitl.Router(guarantee=False, auto_accept=1.0, answers_per_item=1), **common)
+        size = len(y)
+    elif method == "c":
+        project = hitl.LabelingProject(pool, make_model(), strategy="margin",
+                                       router=hitl.Router(guarantee=False, auto_accept=0.95), **common)
+        size = batch
+    else:
+        project = hitl.LabelingProject(pool, make_model(), strategy="margin",
+                                       router=hitl.Router(0.95, 0.95), **common)
+        size = batch
+    t0 = time.perf_counter()
+    result = project.run(batch_size=size)
+    s = result.summary
+    return {
+        "dataset": name, "method": method, "seed": seed, "seconds": round(time.perf_counter() - t0, 2),
+        "human_answers": s["human_answers"], "cost": s["spent"], "label_accuracy": s["label_accuracy"],
+        "auto_accepted": s["auto_accepted"], "auto_accepted_accuracy": s["auto_accepted_accuracy"],
+        "accuracy_bound": s["accuracy_bound"], "threshold": s["threshold"], "human_labeled": s["human_labeled"],
+        "stop_reason": s["stop_reason"], "rounds": s["rounds"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", nargs="+", default=["digits", "mnist", "tweets"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--guarantee", type=int, default=0, help="seeds for the guarantee check (methods c and d)")
+    ap.add_argument("--guarantee-dataset", default="mnist")
+    ap.add_argument("--report", action="store_true", help="only merge existing results into markdown and plots")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.report:
+        global ACCURACIES
+        ACCURACIES = crowd_accuracies()
+        for name in args.datasets if not args.guarantee else []:
+            data = load(name)
+            rows = []
+            for seed in range(args.seeds):
+                for m in args.methods:
+                    row = run_one(name, m, seed, data)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            (RESULTS / f"end_to_end_{name}.json").write_text(json.dumps(
+                {"dataset": name, "n_items": int(len(data[1])), "hiters": 40,
+                 "crowd": "accuracies drawn from RTE and TEMP per-worker accuracies (10+ answers)",
+                 "methods": METHODS, "runs": rows}, indent=1))
+        if args.guarantee:
+            data = load(args.guarantee_dataset)
+            rows = []
+            for seed in range(100, 100 + args.guarantee):
+                for m in ("c", "d"):
+                    row = run_one(args.guarantee_dataset, m, seed, data)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            (RESULTS / "end_to_end_guarantee.json").write_text(json.dumps(
+                {"dataset": args.guarantee_dataset, "target": 0.95, "confidence": 0.95, "runs": rows}, indent=1))
+    report()
+
+
+def report() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["| data set | method | human answers (median) | vs (a) | cost (median) | label accuracy (median) "
+             "| auto-accepted | bound |", "|---|---|---|---|---|---|---|---|"]
+    files = sorted(RESULTS.glob("end_to_end_*.json"))
+    sets = [f for f in files if "guarantee" not in f.name]
+    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(4.6 * max(1, len(sets)), 3.8), dpi=110, squeeze=False)
+    for ax, f in zip(axes[0], sets):
+        data = json.loads(f.read_text())
+        runs = data["runs"]
+        base = np.median([r["human_answers"] for r in runs if r["method"] == "a"]) if any(r["method"] == "a" for r in runs) else None
+        for m, label in METHODS.items():
+            rs = [r for r in runs if r["method"] == m]
+            if not rs:
+                continue
+            ans = np.median([r["human_answers"] for r in rs])
+            acc = np.median([r["label_accuracy"] for r in rs])
+            cost = np.median([r["cost"] for r in rs])
+            auto = np.median([r["auto_accepted"] for r in rs])
+            bounds = [r["accuracy_bound"] for r in rs if r["accuracy_bound"] is not None and r["threshold"] is not None]
+            bound = f"{np.median(bounds):.3f}" if (m == "d" and bounds) else "–"
+            ratio = f"{ans / base:.0%}" if base else "–"
+            lines.append(f"| {data['dataset']} ({data['n_items']}) | ({m}) {label} | {ans:.0f} | {ratio} | {cost:.2f} "
+                         f"| {acc:.4f} | {auto:.0f} | {bound} |")
+            ax.scatter([r["human_answers"] for r in rs], [r["label_accuracy"] for r in rs], s=14, alpha=0.7,
+                       label=f"({m}) {label}")
+        ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+        ax.set_title(f"{data['dataset']} ({data['n_items']} items, {len(set(r['seed'] for r in runs))} seeds)")
+        ax.set_xlabel("human answers")
+        ax.set_ylabel("label accuracy (whole pool)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "end_to_end.png")
+    plt.close(fig)
+    g = RESULTS / "end_to_end_guarantee.json"
+    if g.exists():
+        data = json.loads(g.read_text())
+        lines += ["", f"Guarantee check on {data['dataset']}, {len(set(r['seed'] for r in data['runs']))} seeds: "
+                      "realised accuracy of the auto-accepted labels against the 0.95 target.", "",
+                  "| method | runs at or above 0.95 | min | median | runs with nothing accepted |", "|---|---|---|---|---|"]
+        for m in ("c", "d"):
+            rs = [r for r in data["runs"] if r["method"] == m]
+            accs = [r["auto_accepted_accuracy"] for r in rs if r["auto_accepted_accuracy"] is not None]
+            none = sum(r["auto_accepted_accuracy"] is None for r in rs)
+            ok = sum(a >= 0.95 for a in accs) + none
+            lines.append(f"| ({m}) {METHODS[m]} | {ok} / {len(rs)} | {min(accs):.4f} | {np.median(accs):.4f} | {none} |")
+    (RESULTS / "end_to_end.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+ACCURACIES = np.zeros(0)
+
+if __name__ == "__main__":
+    main()
