@@ -7,17 +7,56 @@ A classifier's per-task probabilities can join as one more annotator (``prior``)
 """
 
 from ._base import BaseAggregator, check_answers, check_prior
-from .dawid_skene import DawidSkene, ds_e_step, ds_m_step, ds_m_step_sums
+from .dawid_skene import DawidSkene, OneCoinDawidSkene, ds_e_step, ds_m_step, ds_m_step_sums
+from .glad import GLAD
+from .mace import MACE
+from .io import CrowdDataset, crowd_data_root, list_crowd_datasets, load_crowd_dataset, read_answers_csv, read_gold_csv
 from .majority import MajorityVote, Wawa
+from .quality import (
+    WorkerAccuracy,
+    binomial_interval,
+    detect_spammers,
+    gold_accuracy,
+    spammer_scores,
+    worker_accuracy_from_gold,
+    worker_accuracy_from_posteriors,
+)
+
+#: The methods by their short names (the ``--method`` of ``hitl aggregate``).
+METHODS = {
+    "mv": MajorityVote,
+    "wawa": Wawa,
+    "ds": DawidSkene,
+    "onecoin": OneCoinDawidSkene,
+    "glad": GLAD,
+    "mace": MACE,
+}
 
 __all__ = [
     "BaseAggregator",
     "MajorityVote",
     "Wawa",
     "DawidSkene",
+    "OneCoinDawidSkene",
+    "GLAD",
+    "MACE",
     "ds_e_step",
     "ds_m_step_sums",
     "ds_m_step",
     "check_answers",
     "check_prior",
+    "METHODS",
+    "CrowdDataset",
+    "load_crowd_dataset",
+    "list_crowd_datasets",
+    "crowd_data_root",
+    "read_answers_csv",
+    "read_gold_csv",
+    "WorkerAccuracy",
+    "binomial_interval",
+    "worker_accuracy_from_gold",
+    "worker_accuracy_from_posteriors",
+    "gold_accuracy",
+    "spammer_scores",
+    "detect_spammers",
 ]

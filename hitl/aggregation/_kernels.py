@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows"]
+__all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows",
+           "one_coin_scores", "answer_posterior"]
 
 
 @njit(cache=True, nogil=True)
@@ -56,6 +57,25 @@ def _answered_sum(post, answered):  # pragma: no cover - compiled
         if answered[t]:
             for j in range(k):
                 out[j] += post[t, j]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _one_coin_scores(task, label, log_right, log_wrong, out):  # pragma: no cover - compiled
+    k = out.shape[1]
+    for i in range(task.shape[0]):
+        t = task[i]
+        lw = log_wrong[i]
+        for j in range(k):
+            out[t, j] += lw
+        out[t, label[i]] += log_right[i] - lw
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _gather_answer_post(post, task, label, out):  # pragma: no cover - compiled
+    for i in range(task.shape[0]):
+        out[i] = post[task[i], label[i]]
     return out
 
 
@@ -127,6 +147,20 @@ def vote_counts(task: np.ndarray, label: np.ndarray, n_tasks: int, n_classes: in
     if weights is None:
         return _vote_counts_unweighted(task, label, out)
     return _vote_counts(task, label, np.ascontiguousarray(weights, dtype=np.float64), out)
+
+
+def one_coin_scores(task: np.ndarray, label: np.ndarray, log_right: np.ndarray, log_wrong: np.ndarray,
+                    n_tasks: int, n_classes: int) -> np.ndarray:
+    """Per-task log-likelihood of each true class when answer ``i`` is right with log-probability
+    ``log_right[i]`` and each wrong label has log-probability ``log_wrong[i]``."""
+    out = np.zeros((n_tasks, n_classes), dtype=log_right.dtype)
+    return _one_coin_scores(task, label, log_right, log_wrong.astype(log_right.dtype, copy=False), out)
+
+
+def answer_posterior(post: np.ndarray, task: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``post[task[i], label[i]]`` for every answer: the probability that answer ``i`` is right."""
+    out = np.empty(task.shape[0], dtype=post.dtype)
+    return _gather_answer_post(np.ascontiguousarray(post), task, label, out)
 
 
 def normalize_rows(counts: np.ndarray) -> np.ndarray:

@@ -13,25 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from ._base import BaseAggregator
-from ._kernels import answer_class_sums, answered_sum, softmax_rows, task_class_sums
-from .majority import majority_posteriors
+from ._em import FLOOR, EMAggregator, resolve_dtype, safe_log
+from ._kernels import (
+    answer_class_sums,
+    answer_posterior,
+    answered_sum,
+    one_coin_scores,
+    softmax_rows,
+    task_class_sums,
+)
 
-__all__ = ["DawidSkene", "ds_e_step", "ds_m_step_sums", "ds_m_step"]
-
-_TINY = 1e-300
-# Floor of any estimated probability before its log: an answer never seen from a worker
-# stays possible, and float32 and float64 runs share the same floor.
-FLOOR = 1e-100
-
-
-def _resolve_dtype(dtype: Any) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float64), np.dtype(np.float32)):
-        from ..errors import ConfigError
-
-        raise ConfigError(f"is {dt}", field="dtype", expected="float64 or float32")
-    return dt
+__all__ = ["DawidSkene", "OneCoinDawidSkene", "ds_e_step", "ds_m_step_sums", "ds_m_step", "ds_scores"]
 
 
 def ds_e_step(
@@ -69,13 +61,22 @@ def ds_e_step(
     >>> post.round(3)
     array([[0.111, 0.889]])
     """
-    n_workers, k, _ = log_confusion.shape
-    # Row (w * k + given) holds log P(given | true = j) for every j: one gather per answer.
-    table = np.ascontiguousarray(log_confusion.transpose(0, 2, 1).reshape(n_workers * k, k))
-    scores = task_class_sums(table, worker * k + label, task, n_tasks)
+    k = log_confusion.shape[1]
+    scores = ds_scores(log_confusion, worker * k + label, task, n_tasks)
     scores += np.asarray(log_prior, dtype=scores.dtype)
     post, ll = softmax_rows(scores)
     return post, ll
+
+
+def ds_scores(log_confusion: np.ndarray, worker_label: np.ndarray, task: np.ndarray, n_tasks: int) -> np.ndarray:
+    """``(n_tasks, k)`` sum over each task's answers of ``log_confusion[w, :, given]``.
+
+    ``worker_label`` is ``worker * k + label`` for each answer.
+    """
+    n_workers, k, _ = log_confusion.shape
+    # Row (w * k + given) holds log P(given | true = j) for every j: one gather per answer.
+    table = np.ascontiguousarray(log_confusion.transpose(0, 2, 1).reshape(n_workers * k, k))
+    return task_class_sums(table, worker_label, task, n_tasks)
 
 
 def ds_m_step_sums(
@@ -134,7 +135,7 @@ def ds_m_step(
     Probabilities are floored at ``FLOOR`` (1e-100) before the log; a row without mass
     becomes uniform.
     """
-    dt = _resolve_dtype(dtype)
+    dt = resolve_dtype(dtype)
     k = confusion_counts.shape[-1]
     c = confusion_counts + smoothing
     if diagonal:
@@ -143,8 +144,8 @@ def ds_m_step(
     conf = np.where(totals > 0, c / np.where(totals > 0, totals, 1.0), 1.0 / k)
     prior = class_counts + smoothing
     prior = prior / prior.sum() if prior.sum() > 0 else np.full(k, 1.0 / k)
-    log_conf = np.log(np.maximum(conf, FLOOR))
-    log_prior = np.log(np.maximum(prior, FLOOR))
+    log_conf = safe_log(conf)
+    log_prior = safe_log(prior)
     return log_conf.astype(dt, copy=False), log_prior.astype(dt, copy=False)
 
 
@@ -158,10 +159,12 @@ def confusions_from_posteriors(
     return np.where(totals > 0, counts / np.where(totals > 0, totals, 1.0), 1.0 / k)
 
 
-class DawidSkene(BaseAggregator):
+class DawidSkene(EMAggregator):
     """Dawid-Skene aggregation: one confusion matrix per worker, fitted by EM.
 
-    Initialised from majority vote; deterministic.
+    Initialised from majority vote; deterministic. With a ``prior`` (the classifier's
+    per-task probabilities) the prior replaces the class prior in the E-step: the
+    model is one more annotator whose answer is a probability row.
 
     Parameters
     ----------
@@ -176,7 +179,8 @@ class DawidSkene(BaseAggregator):
         prior that workers are better than chance. It steadies the matrices of workers
         with few answers and pins the labelling of classes (no label switching).
     dtype : {"float64", "float32"}, default "float64"
-        Working precision of the EM steps; ``posteriors_`` is always float64.
+        Working precision of the E-step; the M-step sums are float64 and
+        ``posteriors_`` is always float64.
 
     Attributes
     ----------
@@ -214,29 +218,87 @@ class DawidSkene(BaseAggregator):
         self.diagonal = diagonal
         self.dtype = dtype
 
-    def _fit_arrays(self, task, worker, label, n_tasks, n_workers, n_classes, prior) -> None:
-        dt = _resolve_dtype(self.dtype)
-        post = majority_posteriors(task, label, n_tasks, n_classes, prior).astype(dt)
-        log_task_prior = None if prior is None else np.log(np.maximum(prior, FLOOR)).astype(dt)
-        n_answers = len(task)
-        history: list[float] = []
-        it = 0
-        for it in range(1, int(self.n_iter) + 1):
-            counts, class_counts = ds_m_step_sums(post, task, worker, label, n_workers)
-            log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=dt)
-            lp = log_class_prior if log_task_prior is None else log_task_prior
-            post, ll = ds_e_step(log_conf, lp, task, worker, label, n_tasks)
-            history.append(ll / n_answers)
-            if len(history) > 1 and abs(history[-1] - history[-2]) < self.tol:
-                break
-        counts, class_counts = ds_m_step_sums(post, task, worker, label, n_workers)
-        log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=np.float64)
-        self.confusions_ = np.exp(log_conf)
-        self.class_prior_ = np.exp(log_class_prior)
-        self.n_iter_ = it
-        self.log_likelihood_ = history
-        post = post.astype(np.float64)
-        if prior is None:
-            unanswered = np.bincount(task, minlength=n_tasks) == 0
-            post[unanswered] = 1.0 / n_classes
-        self.posteriors_ = post
+    def _m_step(self, post, a):
+        counts, class_counts = ds_m_step_sums(post, a.task, a.worker, a.label, a.n_workers)
+        log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=a.dtype)
+        return {"log_confusion": log_conf, "log_class_prior": log_class_prior}
+
+    def _scores(self, params, a):
+        return ds_scores(params["log_confusion"], a.worker_label, a.task, a.n_tasks)
+
+    def _finish(self, params, a):
+        self.confusions_ = np.exp(params["log_confusion"].astype(np.float64))
+        self.class_prior_ = np.exp(params["log_class_prior"].astype(np.float64))
+
+
+class OneCoinDawidSkene(EMAggregator):
+    """One-coin Dawid-Skene: each worker has one skill, the chance of giving the true label.
+
+    A wrong answer is spread evenly over the other classes. Fitted by EM from majority
+    vote; deterministic. Fewer parameters than :class:`DawidSkene`, so steadier when
+    workers give few answers each.
+
+    Parameters
+    ----------
+    n_iter, tol, dtype
+        As in :class:`DawidSkene`.
+    smoothing : float, default 0.0
+        Pseudo-count added to each class count and, spread over the classes, to each
+        worker's tally.
+    diagonal : float, default 0.2
+        Pseudo-count of right answers added to each worker's tally.
+
+    Attributes
+    ----------
+    skills_ : ndarray of shape (n_workers,)
+        Each worker's probability of answering right.
+    posteriors_, labels_, confusions_, class_prior_, n_iter_, log_likelihood_
+        As in :class:`DawidSkene` (``confusions_`` is built from ``skills_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hitl.aggregation import OneCoinDawidSkene
+    >>> m = OneCoinDawidSkene().fit(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 1, 2, 0, 1, 2]),
+    ...                             np.array([1, 1, 0, 0, 0, 0]))
+    >>> m.labels_
+    array([1, 0])
+    """
+
+    def __init__(
+        self,
+        n_iter: int = 100,
+        tol: float = 1e-5,
+        smoothing: float = 0.0,
+        diagonal: float = 0.2,
+        dtype: Any = "float64",
+    ) -> None:
+        self.n_iter = n_iter
+        self.tol = tol
+        self.smoothing = smoothing
+        self.diagonal = diagonal
+        self.dtype = dtype
+
+    def _m_step(self, post, a):
+        right = np.bincount(a.worker, weights=answer_posterior(post, a.task, a.label), minlength=a.n_workers)
+        k = a.n_classes
+        denom = a.per_worker + self.diagonal + k * self.smoothing
+        skill = np.where(denom > 0, (right + self.diagonal + self.smoothing) / np.where(denom > 0, denom, 1.0), 1.0 / k)
+        class_prior = answered_sum(post, a.answered) + self.smoothing
+        class_prior = class_prior / class_prior.sum() if class_prior.sum() > 0 else np.full(k, 1.0 / k)
+        return {"skill": skill, "log_class_prior": safe_log(class_prior).astype(a.dtype)}
+
+    def _scores(self, params, a):
+        skill = params["skill"]
+        log_right = safe_log(skill).astype(a.dtype)
+        log_wrong = safe_log((1.0 - skill) / max(a.n_classes - 1, 1)).astype(a.dtype)
+        return one_coin_scores(a.task, a.label, log_right[a.worker], log_wrong[a.worker], a.n_tasks, a.n_classes)
+
+    def _finish(self, params, a):
+        k = a.n_classes
+        skill = params["skill"]
+        self.skills_ = skill
+        wrong = (1.0 - skill) / max(k - 1, 1)
+        eye = np.eye(k)
+        self.confusions_ = skill[:, None, None] * eye + wrong[:, None, None] * (1.0 - eye)
+        self.class_prior_ = np.exp(params["log_class_prior"].astype(np.float64))

@@ -90,9 +90,12 @@ def _read_csv(path: Path, columns: tuple[str, ...], what: str) -> pd.DataFrame:
     for col in columns:
         bad = df[col].isna().to_numpy()
         if bad.any():
-            row = int(bad.argmax()) + 2  # 1-based, after the header line
-            raise DataFormatError(f"line {row}: column {col!r} is empty", item=str(path), field=what,
-                                  expected="a value in every column")
+            i = int(bad.argmax())
+            row = i + 2  # 1-based, after the header line
+            task = df["task"].iloc[i]
+            what_row = f"line {row}: task {task!r} has no {col}" if col != "task" and isinstance(task, str) \
+                else f"line {row}: column {col!r} is empty"
+            raise DataFormatError(what_row, item=str(path), field=what, expected="a value in every column")
         df[col] = df[col].str.strip()
     return df.reset_index(drop=True)
 

@@ -1,0 +1,305 @@
+"""Quality control of a crowd: worker accuracy from gold tasks or from the aggregation, spammers.
+
+* Gold (honeypot) tasks have known answers: a worker's accuracy on them is a binomial
+  proportion, reported with a Wilson or Clopper-Pearson interval.
+* Without gold, the aggregation's posteriors give each answer's chance of being right;
+  their mean is the worker's expected accuracy.
+* A spammer answers without looking: their confusion matrix has (nearly) equal rows,
+  i.e. it is near rank one. The spammer score of Raykar & Yu (JMLR 2012) measures the
+  distance from that: 0 for a spammer, 1 for a perfect worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..errors import ConfigError, ValidationError
+from ._base import _factorize, check_answers
+from ._kernels import answer_posterior
+
+__all__ = [
+    "WorkerAccuracy",
+    "binomial_interval",
+    "worker_accuracy_from_gold",
+    "worker_accuracy_from_posteriors",
+    "spammer_scores",
+    "detect_spammers",
+    "gold_accuracy",
+]
+
+
+@dataclass
+class WorkerAccuracy:
+    """Per-worker accuracy estimates (arrays of length ``n_workers``).
+
+    Attributes
+    ----------
+    accuracy : ndarray
+        Point estimate (NaN for a worker with no evidence).
+    n : ndarray
+        Answers the estimate rests on (gold answers, or all answers for posteriors).
+    correct : ndarray
+        (Expected) number of right answers.
+    lower, upper : ndarray
+        Bounds of the confidence interval (NaN where ``n == 0``).
+    """
+
+    accuracy: np.ndarray
+    n: np.ndarray
+    correct: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def to_frame(self, index: Any = None) -> pd.DataFrame:
+        """The estimates as a DataFrame, one row per worker."""
+        return pd.DataFrame(
+            {"accuracy": self.accuracy, "n": self.n, "correct": self.correct, "lower": self.lower,
+             "upper": self.upper},
+            index=index,
+        )
+
+
+def binomial_interval(
+    successes: Any, n: Any, confidence: float = 0.95, method: str = "wilson"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence interval of a binomial proportion, vectorised.
+
+    Parameters
+    ----------
+    successes, n : array-like
+        Successes (may be fractional for ``"wilson"``) and trials.
+    confidence : float, default 0.95
+    method : {"wilson", "clopper-pearson"}
+        Wilson score interval, or the exact (conservative) Clopper-Pearson interval.
+
+    Returns
+    -------
+    lower, upper : ndarray
+        NaN where ``n == 0``.
+
+    Examples
+    --------
+    >>> lo, hi = binomial_interval([45], [50])
+    >>> round(float(lo[0]), 3), round(float(hi[0]), 3)
+    (0.786, 0.957)
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"is {confidence}", field="confidence", expected="a number in (0, 1)")
+    x = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    ok = n > 0
+    safe_n = np.where(ok, n, 1.0)
+    alpha = 1.0 - confidence
+    if method == "wilson":
+        z = stats.norm.ppf(1.0 - alpha / 2.0)
+        p = x / safe_n
+        denom = 1.0 + z * z / safe_n
+        centre = (p + z * z / (2.0 * safe_n)) / denom
+        half = z * np.sqrt(np.maximum(p * (1.0 - p) / safe_n + z * z / (4.0 * safe_n * safe_n), 0.0)) / denom
+        lower, upper = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    elif method in ("clopper-pearson", "exact"):
+        with np.errstate(invalid="ignore"):
+            lower = np.where(x > 0, stats.beta.ppf(alpha / 2.0, x, safe_n - x + 1.0), 0.0)
+            upper = np.where(x < n, stats.beta.ppf(1.0 - alpha / 2.0, x + 1.0, safe_n - x), 1.0)
+    else:
+        raise ConfigError(f"is {method!r}", field="method", expected="'wilson' or 'clopper-pearson'")
+    return np.where(ok, lower, np.nan), np.where(ok, upper, np.nan)
+
+
+def worker_accuracy_from_gold(
+    task: Any,
+    worker: Any,
+    label: Any,
+    gold: Any,
+    *,
+    n_workers: int | None = None,
+    confidence: float = 0.95,
+    method: str = "wilson",
+) -> WorkerAccuracy:
+    """Each worker's accuracy on the gold (honeypot) tasks, with a confidence interval.
+
+    Parameters
+    ----------
+    task, worker, label : array-like of int
+        The answers (dense integer ids).
+    gold : array-like of int, shape (n_tasks,)
+        Known label of each task, ``-1`` where the task is not gold. Tasks beyond its
+        length count as not gold.
+    n_workers : int, optional
+        Defaults to ``max(worker) + 1``.
+    confidence, method
+        See :func:`binomial_interval`.
+
+    Returns
+    -------
+    WorkerAccuracy
+        ``n`` is the number of gold answers of each worker.
+
+    Examples
+    --------
+    >>> acc = worker_accuracy_from_gold([0, 1, 2, 0], [0, 0, 0, 1], [1, 0, 1, 0], gold=[1, 1, -1])
+    >>> acc.accuracy.tolist(), acc.n.tolist()
+    ([0.5, 0.0], [2, 1])
+    """
+    t, w, y, _, nw, _ = check_answers(task, worker, label, n_workers=n_workers)
+    g = np.asarray(gold)
+    if g.ndim != 1 or g.dtype.kind not in "iu":
+        raise ValidationError(f"has shape {g.shape} and dtype {g.dtype}", field="gold",
+                              expected="a 1-d integer array, -1 where a task has no gold label")
+    g = np.concatenate([g.astype(np.int64), np.full(max(0, int(t.max()) + 1 - g.size), -1, dtype=np.int64)])
+    known = g[t] >= 0
+    n = np.bincount(w[known], minlength=nw)
+    correct = np.bincount(w[known], weights=(y[known] == g[t[known]]).astype(np.float64), minlength=nw)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(n > 0, correct / np.maximum(n, 1), np.nan)
+    lower, upper = binomial_interval(correct, n, confidence, method)
+    return WorkerAccuracy(accuracy, n, correct, lower, upper)
+
+
+def worker_accuracy_from_posteriors(
+    posteriors: np.ndarray,
+    task: Any,
+    worker: Any,
+    label: Any,
+    *,
+    n_workers: int | None = None,
+    confidence: float = 0.95,
+) -> WorkerAccuracy:
+    """Each worker's expected accuracy under the aggregation's posteriors.
+
+    Answer ``i`` is right with probability ``posteriors[task[i], label[i]]``; the
+    worker's accuracy is the mean of those over their answers. The interval is a Wilson
+    interval on the expected number of right answers (approximate: it ignores the
+    uncertainty of the posteriors themselves).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> post = np.array([[0.9, 0.1], [0.2, 0.8]])
+    >>> worker_accuracy_from_posteriors(post, [0, 1], [0, 0], [0, 0]).accuracy.round(2).tolist()
+    [0.55]
+    """
+    p = np.asarray(posteriors, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValidationError(f"has shape {p.shape}", field="posteriors", expected="a (n_tasks, n_classes) matrix")
+    t, w, y, _, nw, _ = check_answers(task, worker, label, n_tasks=p.shape[0], n_workers=n_workers,
+                                      n_classes=p.shape[1])
+    right = answer_posterior(np.ascontiguousarray(p), t, y)
+    n = np.bincount(w, minlength=nw)
+    correct = np.bincount(w, weights=right, minlength=nw)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.where(n > 0, correct / np.maximum(n, 1), np.nan)
+    lower, upper = binomial_interval(correct, n, confidence, "wilson")
+    return WorkerAccuracy(accuracy, n, correct, lower, upper)
+
+
+def spammer_scores(confusions: Any) -> np.ndarray:
+    """Raykar & Yu's spammer score of each worker's confusion matrix.
+
+    With ``A`` a worker's row-stochastic confusion matrix (``A[j, l] = P(given l | true
+    j)``), the score is ``sum over pairs j < j' of ||A[j] - A[j']||^2 / (k (k - 1))``:
+    0 when all rows are equal (the answer does not depend on the truth, a rank-one
+    matrix), 1 for a worker who is always right (or who always permutes the classes
+    the same way). For a worker right with probability ``p`` and wrong uniformly, the
+    score is ``((k p - 1) / (k - 1))^2``.
+
+    Parameters
+    ----------
+    confusions : array-like of shape (n_workers, k, k) or (k, k)
+
+    Returns
+    -------
+    ndarray of shape (n_workers,) (a float for one matrix)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spammer_scores(np.array([[[1, 0], [0, 1]], [[0.7, 0.3], [0.7, 0.3]]])).tolist()
+    [1.0, 0.0]
+    """
+    c = np.asarray(confusions, dtype=np.float64)
+    single = c.ndim == 2
+    if single:
+        c = c[None]
+    if c.ndim != 3 or c.shape[1] != c.shape[2]:
+        raise ValidationError(f"has shape {c.shape}", field="confusions", expected="shape (n_workers, k, k)")
+    k = c.shape[1]
+    if k < 2:
+        return np.zeros(c.shape[0]) if not single else 0.0
+    # sum_{j<j'} ||r_j - r_j'||^2 = k * sum_j ||r_j||^2 - ||sum_j r_j||^2
+    total = k * np.einsum("wjl,wjl->w", c, c) - np.einsum("wl,wl->w", c.sum(axis=1), c.sum(axis=1))
+    score = np.clip(total / (k * (k - 1)), 0.0, None)
+    return float(score[0]) if single else score
+
+
+def detect_spammers(
+    confusions: Any, n_answers: Any, *, threshold: float = 0.05, min_answers: int = 10
+) -> np.ndarray:
+    """Flag workers whose confusion matrix is near rank one.
+
+    A worker is a spammer when their :func:`spammer_scores` value is below
+    ``threshold`` and they gave at least ``min_answers`` answers (below that, the
+    matrix says too little to judge).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conf = np.array([[[0.9, 0.1], [0.1, 0.9]], [[0.5, 0.5], [0.55, 0.45]], [[0.5, 0.5], [0.5, 0.5]]])
+    >>> detect_spammers(conf, [50, 50, 3]).tolist()
+    [False, True, False]
+    """
+    if not threshold >= 0:
+        raise ConfigError(f"is {threshold}", field="threshold", expected="a number >= 0")
+    scores = np.atleast_1d(spammer_scores(confusions))
+    n = np.asarray(n_answers)
+    if n.shape != scores.shape:
+        raise ValidationError(f"has shape {n.shape}", field="n_answers", expected=f"shape {scores.shape}")
+    return (scores < threshold) & (n >= min_answers)
+
+
+def gold_accuracy(
+    answers: pd.DataFrame, gold: pd.DataFrame | pd.Series, *, confidence: float = 0.95, method: str = "wilson"
+) -> pd.DataFrame:
+    """Per-worker accuracy on gold tasks from a ``task, worker, label`` DataFrame.
+
+    Parameters
+    ----------
+    answers : DataFrame
+        Columns ``task, worker, label``.
+    gold : DataFrame with columns ``task, label``, or Series indexed by task
+
+    Returns
+    -------
+    DataFrame
+        Indexed by worker (every worker in ``answers``): ``accuracy, n, correct, lower, upper``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> answers = pd.DataFrame({"task": ["a", "b", "a"], "worker": ["x", "x", "y"], "label": ["1", "0", "0"]})
+    >>> gold_accuracy(answers, pd.DataFrame({"task": ["a"], "label": ["1"]}))["accuracy"].tolist()
+    [1.0, 0.0]
+    """
+    if isinstance(gold, pd.DataFrame):
+        missing = [c for c in ("task", "label") if c not in gold.columns]
+        if missing:
+            raise ValidationError(f"missing column(s) {', '.join(missing)}", field="gold",
+                                  expected="columns task, label")
+        gold = gold.drop_duplicates("task").set_index("task")["label"]
+    for col in ("task", "worker", "label"):
+        if col not in answers.columns:
+            raise ValidationError(f"missing column {col}", field="answers", expected="columns task, worker, label")
+    t, task_ids = _factorize(answers["task"])
+    w, worker_ids = _factorize(answers["worker"])
+    labels = pd.concat([answers["label"], pd.Series(gold.to_numpy())], ignore_index=True)
+    codes, _ = _factorize(labels)
+    y = codes[: len(answers)]
+    gold_codes = pd.Series(codes[len(answers):], index=gold.index)
+    g = gold_codes.reindex(task_ids).fillna(-1).to_numpy(dtype=np.int64)
+    acc = worker_accuracy_from_gold(t, w, y, g, n_workers=len(worker_ids), confidence=confidence, method=method)
+    return acc.to_frame(index=pd.Index(worker_ids, name="worker"))
