@@ -34,12 +34,16 @@ from .workforce import Answers, HITer
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
-class AnswersPending(HitlError):
-    """A round's answers did not all come in before the workforce's timeout.
+try:  # the engine may know this error (to leave a waiting round open without raising)
+    from .errors import AnswersPending
+except ImportError:
 
-    The round stays open in the store; calling ``project.step()`` or
-    ``project.run()`` again goes on waiting for the answers still out.
-    """
+    class AnswersPending(HitlError):  # type: ignore[no-redef]
+        """A round's answers did not all come in before the workforce's timeout.
+
+        The round stays open in the store; calling ``project.step()`` or
+        ``project.run()`` again goes on waiting for the answers still out.
+        """
 
 
 class HumanWorkforce:
@@ -208,7 +212,8 @@ class HumanWorkforce:
         self.post(items)
         store = q.store
         wpos = store.worker_positions([h.id for h in self.hiters])
-        back = {int(p): j for j, p in enumerate(wpos.tolist())}
+        back = np.full(int(wpos.max()) + 1, -1, dtype=np.int64)  # store position -> workforce position
+        back[wpos] = np.arange(len(wpos))
         rounds = _rounds_of(store, items, wpos[workers])
         wanted = np.unique(items)
         seen_rowid = 0
@@ -227,7 +232,7 @@ class HumanWorkforce:
                     it, wk = arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64)
                     mine = np.isin(it, wanted) & np.isin(wk, wpos)
                     if mine.any():
-                        wf = np.array([back[w] for w in wk[mine].tolist()], dtype=np.int64)
+                        wf = back[wk[mine]]
                         bar.update(int(mine.sum()))
                         yield Answers(it[mine], wf, arr[mine, 2].astype(np.int64), arr[mine, 3])
                 left = _pending(store, wanted, rounds)
