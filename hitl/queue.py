@@ -403,6 +403,7 @@ class TaskQueue:
         return rows
 
     def _task(self, item: int, worker: int) -> Task:
+        item = _item(item)
         row = self.store._db.execute(
             "SELECT a.item, i.id, a.worker, a.round, q.kind, q.mime, CASE WHEN q.kind = 'text' THEN q.body END, "
             "q.suggestion, q.score, l.leased_at, l.expires_at, l.taken_from, a.kind FROM assignments a "
@@ -438,7 +439,7 @@ class TaskQueue:
         :class:`NotTaken` (409) or :class:`~hitl.errors.ValidationError` (a label outside
         the label set); in each case nothing is written.
         """
-        worker, item = int(worker), int(item)
+        worker, item = int(worker), _item(item)
         now = time.time() if now is None else float(now)
         db = self.store._db
         row = db.execute(
@@ -531,6 +532,13 @@ class TaskQueue:
             "labels_by_source": labels,
             "rounds": {"open": int(rounds.get("open", 0)), "done": int(rounds.get("done", 0))},
         }
+
+
+def _item(item: Any) -> int:
+    """A task id as SQLite can hold it; anything else is nobody's task."""
+    if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or not 0 <= int(item) < 2**63:
+        raise NotYourTask("is not assigned to this HITer", item=str(item)[:32], field="task")
+    return int(item)
 
 
 def _digest(salt: bytes, secret: str) -> bytes:

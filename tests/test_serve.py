@@ -97,7 +97,7 @@ def test_another_hiters_task_is_403_and_writes_nothing(served):
     take(client, tokens["bob"])  # bob leases item 2
     before = state(store)
     ann = bearer(tokens["ann"])
-    for task in (2, 3, 99):
+    for task in (2, 3, 99, 10**30):
         assert client.get(f"/api/tasks/{task}", headers=ann).status_code == 403
         assert client.get(f"/api/tasks/{task}/content", headers=ann).status_code == 403
         assert client.post(f"/api/tasks/{task}/answer", headers=ann, json={"label": "cat"}).status_code == 403

@@ -139,7 +139,9 @@ def create_app(store_path: str | Path, *, max_body: int = MAX_BODY, secure_cooki
 
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
+        if length is not None and not length.isdigit():
+            raise _Refused(400, "malformed Content-Length")
+        if length is not None and int(length) > max_body:
             raise _Refused(413, f"request body over {max_body} bytes")
         body = bytearray()
         async for part in request.stream():
