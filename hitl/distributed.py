@@ -107,10 +107,10 @@ class RaySettings:
         What ``use_ray=None`` means everywhere (``HITL_USE_RAY``: ``auto``, ``1`` or
         ``0``; default ``auto``).
     start_seconds : float
-        What a Ray start plus a first actor pool costs, used by the automatic choice
-        when Ray is not running yet (measured ≈ 4-6 s on 2 cores).
+        What a local Ray start costs on an idle machine, used by the automatic choice
+        when Ray is not running yet; scaled up by the load average per core.
     actor_seconds : float
-        What starting a pool of actors costs when Ray already runs.
+        What starting a pool of actors costs on an idle machine (scaled the same way).
     put_bytes_per_second : float
         Speed of copying a pool into the object store, for the automatic choice.
     max_actor_failures : int
@@ -227,6 +227,8 @@ def local_start_environment(home: str) -> dict[str, str]:
     """
     return {
         "HOME": home,
+        # A busy machine can take longer than Ray's default 30 s to bring up its GCS.
+        "RAY_gcs_server_port_wait_time_s": os.environ.get("RAY_gcs_server_port_wait_time_s", "120"),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
@@ -611,6 +613,14 @@ def _pool_is_warm(n_actors: int | None, num_gpus: int) -> bool:
     return pool.key[:2] == (max(int(n), 1), int(num_gpus))
 
 
+def _busy_factor() -> float:
+    """Runnable processes per core over the last minute, at least 1."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    except (AttributeError, OSError):  # pragma: no cover - no load average on this OS
+        return 1.0
+
+
 def _wants_gpu(model: Any, num_gpus: Any, info: ClusterInfo | None) -> int:
     """1 when actors should each hold a GPU: asked for, or "auto" with GPUs and a torch-style model."""
     if num_gpus == "auto":
@@ -935,9 +945,11 @@ class Prelabeler:
             workers = info.num_gpus if gpu else info.num_cpus
         else:
             workers = settings.num_cpus or os.cpu_count() or 1
-        overhead = 0.0 if info is not None else settings.start_seconds
+        # Starting processes is CPU work: on a machine busy with other jobs it takes longer.
+        busy = _busy_factor()
+        overhead = 0.0 if info is not None else settings.start_seconds * busy
         if not _pool_is_warm(self.n_actors, gpu):
-            overhead += settings.actor_seconds
+            overhead += settings.actor_seconds * busy
         will_be_local = info.local if info is not None else not os.environ.get("RAY_ADDRESS")
         if not (X_put or self._cached(X)) and not (will_be_local and _memmap_spec(X) is not None):
             overhead += getattr(X, "nbytes", 0) / settings.put_bytes_per_second
