@@ -238,13 +238,31 @@ def spammer_scores(confusions: Any) -> np.ndarray:
 
 
 def detect_spammers(
-    confusions: Any, n_answers: Any, *, threshold: float = 0.05, min_answers: int = 10
+    confusions: Any,
+    n_answers: Any,
+    *,
+    threshold: float = 0.05,
+    min_answers: int = 10,
+    noise_allowance: float = 2.0,
 ) -> np.ndarray:
     """Flag workers whose confusion matrix is near rank one.
 
-    A worker is a spammer when their :func:`spammer_scores` value is below
-    ``threshold`` and they gave at least ``min_answers`` answers (below that, the
-    matrix says too little to judge).
+    A confusion matrix estimated from ``n`` answers is noisy: even a true spammer's
+    rows differ by chance, and their expected :func:`spammer_scores` value is about
+    ``(k - 1) / n``. A worker is flagged when their score is below
+    ``threshold + noise_allowance * (k - 1) / n`` and they gave at least
+    ``min_answers`` answers (below that, the matrix says too little to judge).
+
+    Parameters
+    ----------
+    confusions : array-like of shape (n_workers, k, k)
+    n_answers : array-like of shape (n_workers,)
+    threshold : float, default 0.05
+        Score below which a worker with very many answers is a spammer. For a worker
+        right with probability ``p`` and wrong uniformly, the score is
+        ``((k p - 1) / (k - 1))^2``: 0.05 is ``p`` = 0.61 with two classes, 0.42 with four.
+    min_answers : int, default 10
+    noise_allowance : float, default 2.0
 
     Examples
     --------
@@ -255,11 +273,14 @@ def detect_spammers(
     """
     if not threshold >= 0:
         raise ConfigError(f"is {threshold}", field="threshold", expected="a number >= 0")
-    scores = np.atleast_1d(spammer_scores(confusions))
+    c = np.asarray(confusions, dtype=np.float64)
+    scores = np.atleast_1d(spammer_scores(c))
     n = np.asarray(n_answers)
     if n.shape != scores.shape:
         raise ValidationError(f"has shape {n.shape}", field="n_answers", expected=f"shape {scores.shape}")
-    return (scores < threshold) & (n >= min_answers)
+    k = c.shape[-1]
+    limit = threshold + noise_allowance * (k - 1) / np.maximum(n, 1)
+    return (scores < limit) & (n >= min_answers)
 
 
 def gold_accuracy(
