@@ -116,7 +116,7 @@ def digits():
 def test_calibrated_sklearn_model_on_digits(digits):
     X, y = digits
     base = SklearnModel(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)))
-    for method, cv in (("auto", None), ("isotonic", 3)):
+    for method, cv in (("auto", 3), ("temperature", None), ("isotonic", 3)):
         m = CalibratedModel(base, method=method, cv=cv, random_state=0).fit(X[:1200], y[:1200])
         P = m.predict_proba(X[1200:])
         assert P.shape == (597, 10)
@@ -137,16 +137,18 @@ def test_unseen_classes_stay_zero_and_columns_fixed(digits):
     X, y = digits
     keep = y != 7
     m = CalibratedModel(SklearnModel(LogisticRegression(max_iter=2000)), method="platt", n_classes=11,
-                        random_state=0).fit(X[keep][:600], y[keep][:600])
+                        cv=None, random_state=0).fit(X[keep][:600], y[keep][:600])
     P = m.predict_proba(X[:40])
     assert P.shape == (40, 11) and np.all(P[:, [7, 10]] == 0.0)
 
 
 def test_too_few_labels_skip_the_map(digits):
     X, y = digits
-    m = CalibratedModel(SklearnModel(LogisticRegression()), random_state=0).fit(X[:12], y[:12])
+    m = CalibratedModel(SklearnModel(LogisticRegression()), random_state=0).fit(X[:8], y[:8])
     assert m.calibrator_ is None
-    assert m.predict_proba(X[:3]).shape == (3, int(y[:12].max()) + 1)
+    assert m.predict_proba(X[:3]).shape == (3, int(y[:8].max()) + 1)
+    m = CalibratedModel(SklearnModel(LogisticRegression()), cv=None, random_state=0).fit(X[:40], y[:40])
+    assert m.calibrator_ is None  # a 20% hold-out of 40 labels is under min_calibration
 
 
 def test_wrapper_errors_and_optional_methods(digits):
@@ -156,8 +158,10 @@ def test_wrapper_errors_and_optional_methods(digits):
     with pytest.raises(ConfigError):
         CalibratedModel(SklearnModel(LogisticRegression()), method="beta").fit(X[:100], y[:100])
     with pytest.raises(ConfigError):
-        CalibratedModel(SklearnModel(LogisticRegression()), holdout=1.5).fit(X[:100], y[:100])
-    m = CalibratedModel(LogisticRegression(max_iter=2000), random_state=0).fit(X[:300], y[:300])  # bare estimator
+        CalibratedModel(SklearnModel(LogisticRegression()), cv=1).fit(X[:100], y[:100])
+    with pytest.raises(ConfigError):
+        CalibratedModel(SklearnModel(LogisticRegression()), cv=None, holdout=1.5).fit(X[:100], y[:100])
+    m = CalibratedModel(LogisticRegression(max_iter=2000), cv=2, random_state=0).fit(X[:300], y[:300])  # bare estimator
     assert m.predict_proba(X[:2]).shape == (2, 10)
     assert not hasattr(m, "sample_proba") and not hasattr(m, "embed")
 
@@ -168,7 +172,7 @@ def test_calibrated_torch_model(digits):
 
     X, y = digits
     net = TorchClassifier(hidden=(32,), max_epochs=30, patience=4, random_state=0, device="cpu", n_threads=1)
-    m = CalibratedModel(net, random_state=0).fit(X[:1200], y[:1200])
+    m = CalibratedModel(net, cv=3, random_state=0).fit(X[:1200], y[:1200])
     assert m.method_ == "temperature" and m.calibrator_.temperature_ > 0
     P = m.predict_proba(X[1200:])
     assert expected_calibration_error(P, y[1200:]) <= 0.03

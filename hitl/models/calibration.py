@@ -327,12 +327,14 @@ _METHODS = ("auto", "temperature", "platt", "isotonic")
 class CalibratedModel(BaseEstimator):
     """Wrap a protocol model so its probabilities are calibrated on held-out labels.
 
-    ``fit`` either holds out ``holdout`` of the labels (stratified), trains a
-    clone of ``model`` on the rest and learns the calibration map on the held
-    out part, or, with ``cv=k``, cross-fits: ``k`` clones each predict the fold
-    they did not see, the map is learned on all those out-of-fold predictions,
-    and a final clone is trained on every label (no label is lost to
-    calibration, at ``k + 1`` times the training cost).
+    ``fit`` cross-fits by default: ``cv`` clones of ``model`` each predict the
+    fold they did not see, the map is learned on all those out-of-fold
+    predictions, and a final clone is trained on every label (no label is lost
+    to calibration, at ``cv + 1`` times the training cost). With ``cv=None`` it
+    holds out ``holdout`` of the labels (stratified) instead: one extra fit,
+    but the map then rests on few labels and the model on fewer (on digits and
+    MNIST MLPs that made held-out ECE worse in half the splits, where
+    cross-fitting never did).
 
     Parameters
     ----------
@@ -343,8 +345,8 @@ class CalibratedModel(BaseEstimator):
         temperature scaling otherwise (the torch models, and any multi-class
         model through its log-probabilities). "isotonic" pays off from about
         a thousand calibration labels on.
-    cv : int or None, default None
-        ``None`` for a single hold-out split, an integer >= 2 for cross-fitting.
+    cv : int or None, default 5
+        Folds of cross-fitting (>= 2), or ``None`` for a single hold-out split.
     holdout : float, default 0.2
         Fraction of labels held out for calibration when ``cv`` is None.
     min_calibration : int, default 10
@@ -375,7 +377,7 @@ class CalibratedModel(BaseEstimator):
         self,
         model: Any,
         method: str = "auto",
-        cv: int | None = None,
+        cv: int | None = 5,
         holdout: float = 0.2,
         min_calibration: int = 10,
         n_classes: int | None = None,
