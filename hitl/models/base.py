@@ -5,10 +5,30 @@ returns a probability for each of the ``n_classes`` classes, including classes i
 has not seen yet (they get probability 0). That fixed column layout is what lets
 the engine, the strategies and the aggregators pass plain ``(n, k)`` arrays.
 
-Required: ``fit(X, y) -> self``, ``predict_proba(X) -> (n, k) float array``.
-Optional: ``embed(X) -> (n, d)`` (feature space for diversity strategies),
-``sample_proba(X, n_samples) -> (n_samples, n, k)`` (Monte-Carlo samples for BALD),
-``grad_embed(X) -> (n, d)`` (gradient embeddings for BADGE).
+Required: ``fit(X, y) -> self``, ``predict_proba(X) -> (n, k) float array``
+(float64 or float32; rows sum to 1), and an ``n_classes`` attribute (``None``
+until the first ``fit`` fixes it from ``max(y) + 1``).
+
+Optional, each present only when the model can honour it (test with ``hasattr``):
+
+- ``embed(X) -> (n, d)``: a feature space for diversity strategies (core-set,
+  ranked batch).
+- ``sample_proba(X, n_samples) -> (n_samples, n, k)``: Monte-Carlo samples of the
+  predictive distribution (MC dropout) for BALD and other Bayesian strategies.
+- ``sample_stats(X, n_samples) -> (mean_proba (n, k), expected_entropy (n,))``:
+  the same samples summarised in the memory of one pass; BALD is
+  ``entropy(mean_proba) - expected_entropy``. Prefer it on large pools.
+- ``grad_embed(X) -> (n, k * d)``: gradient embeddings of the last layer at the
+  predicted label, for BADGE.
+- ``predict_logits(X) -> (n, k)``: raw scores (``-inf`` for classes never seen);
+  calibration uses them for temperature scaling.
+- ``predict_proba_members(X) -> (n_members, n, k)``: per-member probabilities of a
+  committee, for query-by-committee.
+
+Members: :class:`~hitl.models.SklearnModel`, :class:`~hitl.models.TorchClassifier`,
+:class:`~hitl.models.TransformerClassifier`, :class:`~hitl.models.Committee` and
+:class:`~hitl.models.CalibratedModel` (which keeps exactly the optional methods of
+the model it wraps).
 """
 
 from __future__ import annotations
