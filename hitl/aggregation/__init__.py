@@ -7,7 +7,14 @@ A classifier's per-task probabilities can join as one more annotator (``prior``)
 """
 
 from ._base import BaseAggregator, check_answers, check_prior
-from .dawid_skene import DawidSkene, OneCoinDawidSkene, ds_e_step, ds_m_step, ds_m_step_sums
+from .dawid_skene import (
+    DawidSkene,
+    OneCoinDawidSkene,
+    confusions_from_posteriors,
+    ds_e_step,
+    ds_m_step,
+    ds_m_step_sums,
+)
 from .glad import GLAD
 from .mace import MACE
 from .io import CrowdDataset, crowd_data_root, list_crowd_datasets, load_crowd_dataset, read_answers_csv, read_gold_csv
@@ -43,6 +50,7 @@ __all__ = [
     "ds_e_step",
     "ds_m_step_sums",
     "ds_m_step",
+    "confusions_from_posteriors",
     "check_answers",
     "check_prior",
     "METHODS",

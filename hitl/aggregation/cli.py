@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataFormatError
+from .dawid_skene import confusions_from_posteriors
 from .io import read_answers_csv, read_gold_csv
 from .quality import detect_spammers, spammer_scores, worker_accuracy_from_gold, worker_accuracy_from_posteriors
 
@@ -85,8 +86,11 @@ def aggregate_frames(
     nw = len(worker_ids)
     from_post = worker_accuracy_from_posteriors(post, t, w, y, n_workers=nw)
     n_answers = np.bincount(w, minlength=nw)
-    scores = spammer_scores(agg.confusions_)
-    spam = detect_spammers(agg.confusions_, n_answers, threshold=spammer_threshold, min_answers=min_answers)
+    # Judge spamming on each worker's answers against the posteriors, not on the method's own
+    # parametrisation: a one-coin model cannot express "always answers yes".
+    confusions = confusions_from_posteriors(post, t, w, y, nw)
+    scores = spammer_scores(confusions)
+    spam = detect_spammers(confusions, n_answers, threshold=spammer_threshold, min_answers=min_answers)
     acc, lo, hi = from_post.accuracy.copy(), from_post.lower.copy(), from_post.upper.copy()
     source = np.full(nw, "posterior", dtype=object)
     n_gold = np.zeros(nw, dtype=np.int64)
