@@ -471,8 +471,8 @@ class TransformerClassifier(BaseEstimator):
     validation_fraction : float, default 0.1
         Held out while fine-tuning to pick the best epoch.
     max_train_seconds : float, optional
-        Stop fine-tuning after this wall time (at an epoch's end the best
-        weights are kept); useful on small CPUs.
+        Stop fine-tuning after this wall time, even mid-epoch (the weights of
+        the best validation loss seen are kept); useful on small CPUs.
     device : "auto", "cpu", "cuda", default "auto"
     mixed_precision : bool or "bf16", default True
         Autocast while fine-tuning: True on CUDA only, "bf16" on the CPU too
@@ -599,6 +599,7 @@ class TransformerClassifier(BaseEstimator):
         use_amp = self.mixed_precision
         autocast(dev, use_amp)  # validates the setting before any work
         t0 = time.perf_counter()
+        budget = None if self.max_train_seconds is None else float(self.max_train_seconds)
 
         E = base.encode(texts)  # frozen features for the linear-probe warm start (cached)
         with torch_threads(self.n_threads), seeded(seed, dev) as rng:
@@ -640,8 +641,11 @@ class TransformerClassifier(BaseEstimator):
                 net.eval()
                 for blk in top:
                     blk.train()  # dropout only where weights move
-                total = 0.0
+                total, seen, out_of_time = 0.0, 0, False
                 for rows in _bucketed_batches(tr, lengths, bs, rng):
+                    if budget is not None and time.perf_counter() - t0 > budget:
+                        out_of_time = True  # stop mid-epoch; the best weights so far are kept below
+                        break
                     batch = {kk: v.to(dev, non_blocking=True) for kk, v in base.tokenize([texts[i] for i in rows]).items()}
                     with autocast(dev, use_amp):
                         z = head(base.pooled(net, batch)).float().masked_fill(mask, -1e4)
@@ -652,7 +656,9 @@ class TransformerClassifier(BaseEstimator):
                     scaler.update()
                     sched.step()
                     total += float(loss.detach()) * len(rows)
-                rec = {"epoch": epoch, "train_loss": total / max(1, len(tr)), "seconds": time.perf_counter() - t0}
+                    seen += len(rows)
+                rec = {"epoch": epoch, "train_loss": total / max(1, seen), "items_seen": seen,
+                       "seconds": time.perf_counter() - t0}
                 if len(va):
                     rec["val_loss"] = self._val_loss(net, head, base, texts, y, va, mask, dev, use_amp)
                     if rec["val_loss"] < best:
@@ -660,7 +666,7 @@ class TransformerClassifier(BaseEstimator):
                 else:
                     best_state = state()
                 self.history_.append(rec)
-                if self.max_train_seconds is not None and time.perf_counter() - t0 > float(self.max_train_seconds):
+                if out_of_time or (budget is not None and time.perf_counter() - t0 > budget):
                     break
             for blk, sd in zip(top, best_state["top"]):
                 blk.load_state_dict(sd)
@@ -669,6 +675,8 @@ class TransformerClassifier(BaseEstimator):
         for p in net.parameters():
             p.requires_grad_(False)
         dtype = _precision_dtype(base.precision, dev)
+        if use_amp == "bf16":
+            dtype = torch.bfloat16  # trained under bfloat16 autocast: predict in it too
         if dtype is not None:
             net = net.to(dtype)
         self.encoder_ = TextEncoder._wrap(net, base.tokenizer, base, dev)
