@@ -173,6 +173,12 @@ class Ledger:
         self._rates: dict[tuple[int, str], Decimal] = {}
         self._wage_cache: dict[int, Fraction] = {}
         self._types: np.ndarray | None = None
+        # Time on task of every answer read so far (answers are only ever inserted, so
+        # reading the rows past the last rowid keeps this exact): rowid, round, item.
+        self._synced = -1
+        self._base_cache: dict[tuple[int, int], int] = {}
+        self._seen = {"rowid": -1, "round": np.zeros(0, np.int64), "item": np.zeros(0, np.int64),
+                      "seconds": np.zeros(0, np.float64)}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -209,6 +215,9 @@ class Ledger:
 
         Same rules as :meth:`price` (written once, never changed).
         """
+        return self._quote(round_no, items, workers, lookup=True)
+
+    def _quote(self, round_no: int, items: Any, workers: Any, *, lookup: bool) -> tuple[np.ndarray, np.ndarray]:
         items = _positions(items, "items")
         workers = _positions(workers, "workers")
         if len(items) != len(workers):
@@ -220,7 +229,10 @@ class Ledger:
         pairs, inverse = np.unique(np.stack([items, workers], axis=1), axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         with self.store.transaction() as db:
-            stored, stored_price = self._task_pay(db, pairs[:, 0], pairs[:, 1])
+            if lookup:
+                stored, stored_price = self._task_pay(db, pairs[:, 0], pairs[:, 1])
+            else:  # the caller knows these pairs have no line (and a racing writer's line wins: OR IGNORE)
+                stored, stored_price = np.full(len(pairs), -1, np.int64), np.full(len(pairs), -1, np.int64)
             new = stored < 0
             if new.any():
                 self._check_positions(db, pairs[new, 0], pairs[new, 1])
@@ -229,7 +241,7 @@ class Ledger:
                 lines = self.split.allocate(price)
                 now = time.time()
                 db.executemany(
-                    "INSERT INTO ledger_lines (kind, item, worker, round, base_micros, price_micros, hiter_micros, "
+                    "INSERT OR IGNORE INTO ledger_lines (kind, item, worker, round, base_micros, price_micros, hiter_micros, "
                     "platform_micros, programme_micros, currency, created_at) VALUES ('task', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     zip(pairs[new, 0].tolist(), pairs[new, 1].tolist(), [round_no] * len(base), base.tolist(),
                         price.tolist(), lines[:, 0].tolist(), lines[:, 1].tolist(), lines[:, 2].tolist(),
@@ -241,15 +253,19 @@ class Ledger:
 
     def sync(self) -> int:
         """Price every committed answer that has no task line yet; returns how many were priced."""
+        # Answers are only inserted and lines never deleted: answers up to the last rowid
+        # seen priced stay priced, so only newer ones need looking at.
+        top = self.store._db.execute("SELECT COALESCE(MAX(rowid), -1) FROM answers").fetchone()[0]
         rows = np.array(self.store._db.execute(
             "SELECT a.round, a.item, a.worker FROM answers a LEFT JOIN ledger_lines l "
-            "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker WHERE l.id IS NULL ORDER BY a.round, a.rowid"
+            "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker "
+            "WHERE a.rowid > ? AND a.rowid <= ? AND l.id IS NULL ORDER BY a.round, a.rowid", (self._synced, top),
         ).fetchall(), dtype=np.int64).reshape(-1, 3)
-        if len(rows) == 0:
-            return 0
-        bounds = np.flatnonzero(np.diff(rows[:, 0])) + 1
-        for chunk in np.split(rows, bounds):
-            self.price(int(chunk[0, 0]), chunk[:, 1], chunk[:, 2])
+        if len(rows):
+            bounds = np.flatnonzero(np.diff(rows[:, 0])) + 1
+            for chunk in np.split(rows, bounds):
+                self._quote(int(chunk[0, 0]), chunk[:, 1], chunk[:, 2], lookup=False)
+        self._synced = top
         return len(rows)
 
     @staticmethod
@@ -265,15 +281,14 @@ class Ledger:
         A period is closed when its round is done (``period="round"``), when its end
         has passed (calendar periods), or when ``final`` is true (every period,
         ``project`` included). Settling again only adds what is still owed. Returns the
-        micros topped up by this call.
+        micros topped up by this call; ``periods_`` holds the period table after it.
         """
         self.sync()
         now = time.time() if now is None else float(now)
         with self.store.transaction() as db:
             groups = self._periods(db, now)
-            due = groups[(groups["closed"] | final) & (groups["short"] > 0)]
-            if due.empty:
-                return 0
+            settled = ((groups["closed"] | final) & (groups["short"] > 0)).to_numpy()
+            due = groups[settled]
             short = due["short"].to_numpy(np.int64)
             if self.topup_payer == "client":
                 price = self.split.price_for(short)
@@ -281,16 +296,26 @@ class Ledger:
             else:  # the platform pays the HITer out of its own share: no new money from the client
                 price = np.zeros(len(short), dtype=np.int64)
                 lines = np.stack([short, -short, np.zeros_like(short)], axis=1)
-            rnd = [int(p[len("round-"):]) if self.period == "round" else None for p in due["period"]]
-            stamp = time.time()
-            db.executemany(
-                "INSERT INTO ledger_lines (kind, item, worker, round, period, seq, base_micros, price_micros, hiter_micros, "
-                "platform_micros, programme_micros, currency, created_at) VALUES ('topup', NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                zip(due["worker"].astype(int).tolist(), rnd, due["period"].tolist(), due["next_seq"].astype(int).tolist(),
-                    short.tolist(), price.tolist(), lines[:, 0].tolist(), lines[:, 1].tolist(), lines[:, 2].tolist(),
-                    [self.currency] * len(short), [stamp] * len(short)),
-            )
-            return int(lines[:, 0].sum())
+            if len(due):
+                rnd = [int(p[len("round-"):]) if self.period == "round" else None for p in due["period"]]
+                stamp = time.time()
+                db.executemany(
+                    "INSERT INTO ledger_lines (kind, item, worker, round, period, seq, base_micros, price_micros, "
+                    "hiter_micros, platform_micros, programme_micros, currency, created_at) "
+                    "VALUES ('topup', NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    zip(due["worker"].astype(int).tolist(), rnd, due["period"].tolist(), due["next_seq"].astype(int).tolist(),
+                        short.tolist(), price.tolist(), lines[:, 0].tolist(), lines[:, 1].tolist(), lines[:, 2].tolist(),
+                        [self.currency] * len(short), [stamp] * len(short)),
+                )
+        # The table as it stands after this call (the ScoreCard reads it instead of a second pass).
+        after = groups.copy()
+        after.loc[settled, "topped"] += lines[:, 0]
+        after.loc[settled, "short"] = 0
+        after.loc[settled, "next_seq"] += 1
+        if final:
+            after["closed"] = True
+        self.periods_ = after.reset_index(drop=True)
+        return int(lines[:, 0].sum())
 
     def pending(self, *, now: float | None = None) -> pd.DataFrame:
         """Shortfalls in periods not closed yet (what :meth:`settle` will top up once they close)."""
@@ -356,18 +381,29 @@ class Ledger:
         """One row per HITer with answers: time on task, pay, top-ups and effective multiple of the minimum wage."""
         self.sync()
         db = self.store._db
-        work = pd.read_sql_query(
-            "SELECT a.worker, COUNT(*) AS answers, SUM(a.seconds) AS seconds FROM answers a GROUP BY a.worker", db)
-        ms = self._answer_ms(db)
-        work["ms"] = work["worker"].map(ms.groupby("worker")["ms"].sum()).fillna(0).astype(np.int64)
-        lines = self.lines()
-        paid = {kind: lines[lines["kind"] == kind].groupby("worker")["hiter_micros"].sum() for kind in ("task", "topup")}
+        rows = np.array(db.execute("SELECT worker, seconds FROM answers").fetchall(), dtype=np.float64).reshape(-1, 2)
+        worker = rows[:, 0].astype(np.int64)
+        ms = _milliseconds(rows[:, 1])
+        present = np.unique(worker)
+        n = int(present.max()) + 1 if len(present) else 0
+        work = pd.DataFrame({
+            "worker": present,
+            "answers": np.bincount(worker, minlength=n)[present],
+            "seconds": np.bincount(worker, weights=rows[:, 1], minlength=n)[present],
+            # float sums of integers stay exact below 2**53 ms (285,000 years)
+            "ms": np.round(np.bincount(worker, weights=ms, minlength=n)[present]).astype(np.int64),
+        })
+        paid = {"task": {}, "topup": {}}
+        for w, kind, total in db.execute(
+            "SELECT l.worker, l.kind, SUM(l.hiter_micros) FROM ledger_lines l WHERE l.kind = 'topup' OR EXISTS "
+            "(SELECT 1 FROM answers a WHERE a.item = l.item AND a.worker = l.worker) GROUP BY l.worker, l.kind"):
+            paid[kind][w] = total
         who = pd.read_sql_query("SELECT idx AS worker, id AS hiter, country, skills, start_date FROM workers", db)
         wages = pd.read_sql_query("SELECT worker, currency AS wage_currency, hourly_wage, hourly_settled, source AS wage_source "
                                   "FROM ledger_wages", db)
         df = work.merge(who, on="worker", how="left").merge(wages, on="worker", how="left")
-        df["task_micros"] = df["worker"].map(paid["task"]).fillna(0).astype(np.int64)
-        df["topup_micros"] = df["worker"].map(paid["topup"]).fillna(0).astype(np.int64)
+        df["task_micros"] = np.array([paid["task"].get(w, 0) for w in df["worker"].tolist()], dtype=np.int64)
+        df["topup_micros"] = np.array([paid["topup"].get(w, 0) for w in df["worker"].tolist()], dtype=np.int64)
         df["paid_micros"] = df["task_micros"] + df["topup_micros"]
         mult, mult_before, floor = [], [], []
         for paid_m, task_m, ms_, hs in zip(df["paid_micros"], df["task_micros"], df["ms"], df["hourly_settled"]):
@@ -451,17 +487,18 @@ class Ledger:
         out = np.full(len(items), -1, dtype=np.int64)
         price = np.full(len(items), -1, dtype=np.int64)
         pos = {(i, w): j for j, (i, w) in enumerate(zip(items.tolist(), workers.tolist()))}
-        keys = list(pos)
-        for start in range(0, len(keys), 400):  # under SQLite's bound-parameter limit
-            part = keys[start:start + 400]
-            values = ",".join("(?, ?)" for _ in part)
-            flat = [v for p in part for v in p]
+        wanted = sorted(set(items.tolist()))
+        for start in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+            part = wanted[start:start + 500]
+            # `item IN (...)` walks the (item, worker) index; a row-value IN would scan the table.
             for i, w, pay, pr in db.execute(
                 f"SELECT item, worker, hiter_micros, price_micros FROM ledger_lines WHERE kind = 'task' "
-                f"AND (item, worker) IN (VALUES {values})", flat,
+                f"AND item IN ({','.join('?' * len(part))})", part,
             ):
-                out[pos[(i, w)]] = pay
-                price[pos[(i, w)]] = pr
+                j = pos.get((i, w))
+                if j is not None:
+                    out[j] = pay
+                    price[j] = pr
         return out, price
 
     def _base_pay(self, db: Any, round_no: int, items: np.ndarray, workers: np.ndarray) -> np.ndarray:
@@ -472,8 +509,11 @@ class Ledger:
         combos, inverse = np.unique(np.stack([type_code.reshape(-1), workers], axis=1), axis=0, return_inverse=True)
         base = np.empty(len(combos), dtype=np.int64)
         for j, (code, w) in enumerate(combos.tolist()):
-            pay = self._wage(db, w) * self.fair_multiple * MICROS * int(rate_ms[code]) / _MS_PER_HOUR
-            base[j] = max(1, ceil_fraction(pay))
+            key = (int(rate_ms[code]), w)
+            if key not in self._base_cache:
+                pay = self._wage(db, w) * self.fair_multiple * MICROS * key[0] / _MS_PER_HOUR
+                self._base_cache[key] = max(1, ceil_fraction(pay))
+            base[j] = self._base_cache[key]
         return base[inverse.reshape(-1)]
 
     def _rate(self, db: Any, round_no: int, item_type: str) -> Decimal:
@@ -482,9 +522,9 @@ class Ledger:
             return self._rates[key]
         row = db.execute("SELECT seconds FROM ledger_rates WHERE round = ? AND item_type = ?", key).fetchone()
         if row is None:
-            secs = np.array(db.execute(
-                "SELECT a.seconds FROM answers a JOIN items i ON i.idx = a.item WHERE a.round < ? AND i.item_type = ?", key,
-            ).fetchall(), dtype=np.float64).reshape(-1)
+            seen = self._read_answers(db)
+            types = self._item_types(db)
+            secs = seen["seconds"][(seen["round"] < round_no) & (types[seen["item"]] == item_type)]
             if len(secs) >= self.min_measurements:
                 rate = max(_ms_decimal(Fraction(Decimal(repr(float(np.median(secs)))))), Decimal("0.001"))
             else:
@@ -495,6 +535,21 @@ class Ledger:
             rate = Decimal(row[0])
         self._rates[key] = rate
         return rate
+
+    def _read_answers(self, db: Any) -> dict[str, np.ndarray]:
+        """Round, item and time on task of every answer, read incrementally by rowid."""
+        seen = self._seen
+        rows = db.execute("SELECT rowid, round, item, seconds FROM answers WHERE rowid > ? ORDER BY rowid",
+                          (seen["rowid"],)).fetchall()
+        if rows:
+            arr = np.array(rows, dtype=np.float64)
+            seen["rowid"] = int(arr[-1, 0])
+            seen["round"] = np.concatenate([seen["round"], arr[:, 1].astype(np.int64)])
+            seen["item"] = np.concatenate([seen["item"], arr[:, 2].astype(np.int64)])
+            seen["seconds"] = np.concatenate([seen["seconds"], arr[:, 3]])
+            if len(self._item_types(db)) <= seen["item"].max():
+                self._types = None
+        return seen
 
     def _wage(self, db: Any, worker: int) -> Fraction:
         """The HITer's hourly minimum wage in the settlement currency, frozen at first use."""
@@ -523,13 +578,14 @@ class Ledger:
         return wage
 
     def _answer_ms(self, db: Any) -> pd.DataFrame:
-        """Answers with their pay, time on task in whole milliseconds (rounded up) and pay period."""
-        df = pd.read_sql_query(
+        """Priced answers: HITer, round, commit time, pay and time on task in whole milliseconds."""
+        rows = np.array(db.execute(
             "SELECT a.worker, a.round, a.seconds, a.created_at, l.hiter_micros FROM answers a JOIN ledger_lines l "
-            "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker", db)
-        # Rounding time up can only raise the floor a HITer is owed.
-        df["ms"] = np.ceil(np.round(df["seconds"].to_numpy() * 1000.0, 6)).astype(np.int64)
-        return df
+            "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker").fetchall(), dtype=np.float64).reshape(-1, 5)
+        # float64 holds these integers exactly (all far below 2**53)
+        return pd.DataFrame({"worker": rows[:, 0].astype(np.int64), "round": rows[:, 1].astype(np.int64),
+                             "seconds": rows[:, 2], "created_at": rows[:, 3],
+                             "hiter_micros": rows[:, 4].astype(np.int64), "ms": _milliseconds(rows[:, 2])})
 
     def _periods(self, db: Any, now: float) -> pd.DataFrame:
         df = self._answer_ms(db)
@@ -587,6 +643,11 @@ def _positions(values: Any, field: str) -> np.ndarray:
         else:
             raise ValidationError(f"has dtype {arr.dtype}", field=field, expected="integer store positions")
     return arr.astype(np.int64)
+
+
+def _milliseconds(seconds: np.ndarray) -> np.ndarray:
+    """Time on task in whole milliseconds, rounded up: rounding can only raise the floor a HITer is owed."""
+    return np.ceil(np.round(np.asarray(seconds, dtype=np.float64) * 1000.0, 6)).astype(np.int64)
 
 
 def _ms_decimal(seconds: Fraction) -> Decimal:

@@ -122,10 +122,12 @@ class ScoreCard:
             raise ConfigError(f"is {max_tenure_days}", field="max_tenure_days", expected="a number of days >= 0")
         st = ledger.store
         ledger.sync()
+        periods = None
         if settle:
             ledger.settle(final=final)
+            periods = ledger.periods_
         hiters = ledger.hiters()
-        data = _build(st, ledger, hiters, int(max_tenure_days), int(baseline_answers_per_item), as_of)
+        data = _build(st, ledger, hiters, int(max_tenure_days), int(baseline_answers_per_item), as_of, periods)
         return cls(data=data, hiters=hiters, ledger=ledger)
 
     # ------------------------------------------------------------------ outputs
@@ -184,7 +186,8 @@ class ScoreCard:
 # ---------------------------------------------------------------------- computing
 
 
-def _build(store: Store, ledger: Ledger, hiters: pd.DataFrame, max_days: int, k: int, as_of: _dt.date | None) -> dict:
+def _build(store: Store, ledger: Ledger, hiters: pd.DataFrame, max_days: int, k: int, as_of: _dt.date | None,
+           periods: pd.DataFrame | None) -> dict:
     db = store._db
     totals = ledger.totals()
     cur = ledger.currency
@@ -240,7 +243,7 @@ def _build(store: Store, ledger: Ledger, hiters: pd.DataFrame, max_days: int, k:
     }
 
     # -- pay
-    pending = ledger.pending()
+    pending = ledger.pending() if periods is None else periods[~periods["closed"] & (periods["short"] > 0)]
     topped = hiters[hiters["topup_micros"] > 0]
     pay = {
         "task_pay_micros": totals["task_pay_micros"], "topup_micros": totals["topup_micros"],
