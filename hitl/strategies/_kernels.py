@@ -11,6 +11,10 @@ the last bits of floating-point rounding.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -115,8 +119,7 @@ def indices_at_least(x: np.ndarray, t: float, n_chunks: int = 64) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def min_sq_dist_update(X, center, d2):  # pragma: no cover - compiled
-    """d2[i] = min(d2[i], ||X[i] - center||^2), computed directly (no cancellation)."""
+def _min_sq_dist_update_par(X, center, d2):  # pragma: no cover - compiled
     n, d = X.shape
     for i in prange(n):
         acc = 0.0
@@ -125,6 +128,45 @@ def min_sq_dist_update(X, center, d2):  # pragma: no cover - compiled
             acc += diff * diff
         if acc < d2[i]:
             d2[i] = acc
+
+
+@njit(cache=True, fastmath=_FM)
+def _min_sq_dist_update_seq(X, center, d2):  # pragma: no cover - compiled
+    n, d = X.shape
+    for i in range(n):
+        acc = 0.0
+        for j in range(d):
+            diff = X[i, j] - center[j]
+            acc += diff * diff
+        if acc < d2[i]:
+            d2[i] = acc
+
+
+# Below this many multiply-adds a thread hand-off costs more than it saves
+# (much more on a busy machine, where the other thread may not be scheduled soon).
+_PARALLEL_MIN_WORK = 1 << 20
+
+
+@contextmanager
+def threads_for(work: int) -> Iterator[None]:
+    """Run the parallel kernels called inside on the calling thread alone when ``work`` is small."""
+    if work >= _PARALLEL_MIN_WORK:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def min_sq_dist_update(X, center, d2):
+    """d2[i] = min(d2[i], ||X[i] - center||^2), computed directly (no cancellation)."""
+    if X.shape[0] * X.shape[1] >= _PARALLEL_MIN_WORK:
+        _min_sq_dist_update_par(X, center, d2)
+    else:
+        _min_sq_dist_update_seq(X, center, d2)
 
 
 # ----------------------------------------------------------------------------- fused score + select

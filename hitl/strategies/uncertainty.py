@@ -70,8 +70,9 @@ def _chunks(P: np.ndarray, chunk_rows: int | None):
 
 def _score_rows(kernel: Any, P: np.ndarray, chunk_rows: int | None = None) -> np.ndarray:
     out = np.empty(P.shape[0], dtype=np.float64)
-    for lo, hi, block in _chunks(P, chunk_rows):
-        kernel(block, out[lo:hi])
+    with _k.threads_for(P.shape[0] * P.shape[1]):
+        for lo, hi, block in _chunks(P, chunk_rows):
+            kernel(block, out[lo:hi])
     return out
 
 
@@ -216,7 +217,8 @@ def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> S
     if r >= m:
         return None
     sample_scores = np.empty(m, dtype=np.float64)
-    rows_kernel(sample, sample_scores)
+    with _k.threads_for(sample.size):
+        rows_kernel(sample, sample_scores)
     if np.isnan(sample_scores).any():
         raise_bad_row(P)
     t = float(np.partition(sample_scores, m - r)[m - r])
