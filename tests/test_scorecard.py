@@ -88,9 +88,12 @@ def test_bound_and_skills_when_recorded():
     store.log("skill_gained", {"worker": 0, "hiter": "a", "skill": "bbox"})
     store.log("skill_gained", {"worker": 1, "hiter": "b", "skill": "bbox"})
     store.log("skill_gained", {"worker": 1, "hiter": "b", "skill": "ocr"})
-    store.log("finished", {"label_accuracy": 0.97, "accuracy_bound": 0.9412})
+    store.log("finished", {"label_accuracy": 0.97, "accuracy_bound": 0.9412, "confidence": 0.95, "audited": 50,
+                           "rounds": 7, "stop_reason": "budget"})
     d = ScoreCard.from_store(store).data
-    assert d["accuracy"]["accuracy_bound"] == 0.9412 and d["accuracy"]["bound_text"] == "at least 0.941"
+    assert d["accuracy"]["accuracy_bound"] == 0.9412
+    assert d["accuracy"]["bound_text"] == "at least 0.941 (95% confidence, 50 audits)"
+    assert d["run"] == {"rounds": 7, "stop_reason": "budget"}
     assert d["skills"] == {"gained": 3, "hiters": 2, "by_skill": {"bbox": 2, "ocr": 1}, "recorded": True}
 
 

@@ -214,9 +214,13 @@ def _build(store: Store, ledger: Ledger, hiters: pd.DataFrame, max_days: int, k:
     accuracy = {
         "label_accuracy": _float_or_none(info.get("label_accuracy")),
         "accepted_accuracy": _float_or_none(info.get("accepted_accuracy")),
+        "auto_accepted_accuracy": _float_or_none(info.get("auto_accepted_accuracy")),
         "model_accuracy": _float_or_none(info.get("model_accuracy")),
+        "target_accuracy": _float_or_none(info.get("target_accuracy")),
         "accuracy_bound": _jsonable(bound),
-        "bound_text": _bound_text(bound),
+        "confidence": _float_or_none(info.get("confidence")) if bound is not None else None,
+        "audited": _int_or_none(info.get("audited")) if bound is not None else None,
+        "bound_text": _bound_text(bound, info),
         "from": "finished event" if last else ("last round's statistics" if done else "nothing recorded"),
     }
 
@@ -332,12 +336,13 @@ def _build(store: Store, ledger: Ledger, hiters: pd.DataFrame, max_days: int, k:
                               "hourly_settled": _round(float(Fraction(row.hourly_settled)), 6),
                               "source": row.source, "date": row.date, "notes": row.notes}
 
+    run = {k_: info[k_] for k_ in ("rounds", "stop_reason") if k_ in last}
     return {
         "title": "Impact ScoreCard",
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "store": Path(store.path).name if store.path != ":memory:" else ":memory:",
         "currency": cur, "money_unit": "micros (1e-6 of the currency unit)",
-        "settings": ledger.settings(),
+        "settings": ledger.settings(), "run": run,
         "items": items, "accuracy": accuracy, "work": work, "pay": pay, "wage_multiple": wage_multiple,
         "split": split, "tenure": tenure, "skills": skills, "residency": residency, "savings": savings,
         "wages": dict(sorted(wages.items())),
@@ -365,11 +370,14 @@ def _residency(db: Any) -> dict:
     }
 
 
-def _bound_text(bound: Any) -> str:
+def _bound_text(bound: Any, info: dict) -> str:
     if bound is None:
         return "not computed"
     if isinstance(bound, (int, float)):
-        return f"at least {bound:.3f}"
+        how = [f"{100 * info['confidence']:g}% confidence" if isinstance(info.get("confidence"), (int, float)) else "",
+               f"{info['audited']} audits" if isinstance(info.get("audited"), int) else ""]
+        how = ", ".join(h for h in how if h)
+        return f"at least {bound:.3f}" + (f" ({how})" if how else "")
     if isinstance(bound, dict):
         return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in bound.items())
     return str(bound)
@@ -458,7 +466,8 @@ def _charts(d: dict, hiters: pd.DataFrame) -> dict[str, bytes]:
     ax.set_ylim(0, top)
     ax.set_ylabel("x local minimum wage")
     ax.set_title("Effective hourly pay per HITer", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    # Below the axes, so that no dot hides behind it.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     out["pay_multiple"] = png(fig)
 
     # 2. the split of the client's spend
