@@ -14,6 +14,7 @@ Examples
 from . import errors, models
 from .engine import Curve, LabelingProject, RunResult
 from .errors import HitlError
+from .human import HumanWorkforce
 from .pool import Pool
 from .routing import Budget, Router
 from .store import Store
@@ -26,6 +27,7 @@ __all__ = [
     "Curve",
     "HITer",
     "HitlError",
+    "HumanWorkforce",
     "LabelingProject",
     "Pool",
     "Router",

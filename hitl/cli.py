@@ -16,6 +16,7 @@ _SUBCOMMAND_MODULES = (
     "hitl.aggregation.cli",
     "hitl.impact_cli",
     "hitl.serve.cli",
+    "hitl.labelstudio",
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ConfigError, ValidationError
+from .errors import AnswersPending, ConfigError, ValidationError
 from .pool import Pool
 from .routing import AcceptDecision, Budget, Router, tenure_days
 from .store import Store
@@ -251,6 +251,10 @@ class LabelingProject:
         self._currency = workforce.hiters[0].currency
         self._n_store_workers = int(self._wpos.max()) + 1
         self._new_audits = np.zeros(0, np.int64)
+        bind = getattr(workforce, "bind", None)
+        if callable(bind):
+            # A workforce of real people needs the project's store and pool to post tasks.
+            bind(self)
 
     # ------------------------------------------------------------------ validation
     def _check_gold(self, gold: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +306,7 @@ class LabelingProject:
                 bar.set_postfix(answers=last.get("human_answers_after"), auto_accepted=last.get("auto_accepted"))
         finally:
             bar.close()
-        result = self._finish(reason or "max_rounds")
+        result = self._finish(reason or "max_rounds", write=reason != "waiting")
         if result.stop_reason == "budget" and self.progress:
             print(f"hitl: stopped at the budget ({result.summary['human_answers']} answers, "
                   f"{result.summary['spent']:.2f} spent); raise it and run again on the same store to go on.")
@@ -312,7 +316,10 @@ class LabelingProject:
         """Run one round; returns None, or why no round could run (``budget``, ``complete``, ...)."""
         open_round = self.store.open_round()
         if open_round is not None:
-            self._complete_round(open_round)
+            try:
+                self._complete_round(open_round)
+            except AnswersPending:
+                return "waiting"
             return None
         done = self.store.rounds()
         r = done[-1]["round"] + 1 if done else 0
@@ -346,6 +353,8 @@ class LabelingProject:
         a_items = np.r_[routing.items, gold_items].astype(np.int64)
         a_workers = np.r_[routing.workers, gold_workers].astype(np.int64)
         a_kinds = [kind_of[i] for i in routing.items.tolist()] + ["gold"] * len(gold_items)
+        if answers_left is not None and len(a_items) > answers_left:
+            a_items, a_workers, a_kinds = a_items[:answers_left], a_workers[:answers_left], a_kinds[:answers_left]
         if len(a_items) == 0:
             if len(routing.unroutable) == len(items):
                 return self.step(batch_size) if len(candidates) > len(routing.unroutable) else "no_eligible_hiters"
@@ -362,7 +371,10 @@ class LabelingProject:
         prior_rows = proba[a_items] if proba is not None else np.full((len(a_items), len(self.classes)), 1 / len(self.classes))
         self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats, pay_cents=pay,
                                price_cents=price, priors=(a_items, prior_rows))
-        self._complete_round(r)
+        try:
+            self._complete_round(r)
+        except AnswersPending:
+            return "waiting"
         return None
 
     def result(self) -> RunResult:

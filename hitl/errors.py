@@ -90,6 +90,10 @@ class RoutingError(HitlError):
     """A task cannot be routed as asked (no eligible HITer, broken constraint)."""
 
 
+class AnswersPending(HitlError):
+    """A round's answers did not all arrive in time; run again later to go on."""
+
+
 class BudgetExhausted(HitlError):
     """The budget (answers or money) does not allow another human answer."""
 
@@ -106,4 +110,5 @@ __all__ = [
     "ConflictingAnswerError",
     "RoutingError",
     "BudgetExhausted",
+    "AnswersPending",
 ]

@@ -34,16 +34,7 @@ from .workforce import Answers, HITer
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
 
-try:  # the engine may know this error (to leave a waiting round open without raising)
-    from .errors import AnswersPending
-except ImportError:
-
-    class AnswersPending(HitlError):  # type: ignore[no-redef]
-        """A round's answers did not all come in before the workforce's timeout.
-
-        The round stays open in the store; calling ``project.step()`` or
-        ``project.run()`` again goes on waiting for the answers still out.
-        """
+from .errors import AnswersPending  # noqa: E402  (re-exported: the engine leaves a waiting round open)
 
 
 class HumanWorkforce:

@@ -131,6 +131,8 @@ class SimulatedCrowd:
         Real seconds to sleep per answer (to simulate people, e.g. in crash tests).
     chunk_size : int
         Answers per yielded chunk.
+    max_seconds : float
+        Longest time on task (a task's time limit).
     random_state : int
 
     Examples
@@ -152,9 +154,11 @@ class SimulatedCrowd:
         seconds: Sequence[float] | None = None,
         latency: float = 0.0,
         chunk_size: int = 64,
+        max_seconds: float = 600.0,
         random_state: int = 0,
     ) -> None:
         self.hiters = list(hiters)
+        self.max_seconds = float(max_seconds)
         self.accuracy = np.asarray(accuracy, dtype=np.float64)
         self.truth = np.asarray(truth)
         self.n_classes = int(n_classes)
@@ -282,7 +286,7 @@ class SimulatedCrowd:
         label = np.where(spam, uniform, np.where(correct, truth, other))
         # Log-normal time on task, median at the HITer's mean, clipped to sane bounds.
         z = np.sqrt(-2.0 * np.log(np.maximum(u[2], 1e-12))) * np.cos(2 * np.pi * u[1])
-        seconds = np.clip(self.seconds[workers] * np.exp(0.35 * z), 1.0, 600.0)
+        seconds = np.clip(self.seconds[workers] * np.exp(0.35 * z), min(1.0, self.max_seconds), self.max_seconds)
         return Answers(items, workers, label.astype(np.int64), seconds)
 
     def collect(self, items: np.ndarray, workers: np.ndarray, item_ids: np.ndarray | None = None) -> Iterator[Answers]:
