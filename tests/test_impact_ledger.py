@@ -152,11 +152,21 @@ def test_pay_is_fixed_when_first_priced():
     assert (ledger.price(3, [5, 5], [3, 3]) == quoted).all()
     pay, price = ledger.quote(0, [5], [3])
     assert pay[0] == quoted[0] and price[0] * 3 >= pay[0] * 5
+    # Looking without recording writes nothing, and recording later gives the same amounts.
+    n_lines = store._db.execute("SELECT COUNT(*) FROM ledger_lines").fetchone()[0]
+    look = ledger.quote(0, [6, 7], [3, 3], record=False)
+    assert store._db.execute("SELECT COUNT(*) FROM ledger_lines").fetchone()[0] == n_lines
+    assert all((a == b).all() for a, b in zip(look, ledger.quote(0, [6, 7], [3, 3])))
+    assert store._db.execute("SELECT COUNT(*) FROM ledger_lines").fetchone()[0] == n_lines + 2
     # A quote counts in the spend as soon as it is assigned, but not in the totals until answered.
     before = ledger.totals()["task_lines"]
     ledger.sync()
     assert ledger.totals()["task_lines"] == before + 2
-    assert ledger.spent_micros() == ledger.lines(quotes=True)["price_micros"].sum()
+    assigned = set(store._db.execute("SELECT item, worker FROM assignments").fetchall())
+    quotes = ledger.lines(quotes=True)
+    on_assigned = [(i, w) in assigned for i, w in zip(quotes["item"], quotes["worker"])]
+    assert not all(on_assigned)  # the looked-at then recorded quotes for items 6 and 7 were never assigned
+    assert ledger.spent_micros() == quotes.loc[on_assigned, "price_micros"].sum()
     store.add_answers(0, np.array([5]), np.array([3]), np.array([1]), np.array([300.0]))
     assert ledger.totals()["task_lines"] == before + 3
     assert ledger.lines().query("hiter == 'late'")["hiter_micros"].iloc[0] == quoted[0]

@@ -42,8 +42,11 @@ def _card(db, out):
 def _lines(db):
     con = sqlite3.connect(db)
     try:
-        return sorted(con.execute("SELECT kind, item, worker, round, period, seq, base_micros, price_micros, hiter_micros, "
-                                  "platform_micros, programme_micros FROM ledger_lines").fetchall(), key=repr)
+        # The lines that count: answered tasks and top-ups (a quote left by the kill, never answered, does not).
+        return sorted(con.execute(
+            "SELECT kind, item, worker, round, period, seq, base_micros, price_micros, hiter_micros, platform_micros, "
+            "programme_micros FROM ledger_lines l WHERE kind = 'topup' OR EXISTS "
+            "(SELECT 1 FROM answers a WHERE a.item = l.item AND a.worker = l.worker)").fetchall(), key=repr)
     finally:
         con.close()
 

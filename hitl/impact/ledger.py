@@ -210,14 +210,17 @@ class Ledger:
         """
         return self.quote(round_no, items, workers)[0]
 
-    def quote(self, round_no: int, items: Any, workers: Any) -> tuple[np.ndarray, np.ndarray]:
+    def quote(self, round_no: int, items: Any, workers: Any, *, record: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(pay, price)`` in micros for each (item, HITer): what the HITer earns and what the client pays.
 
-        Same rules as :meth:`price` (written once, never changed).
+        Same rules as :meth:`price` (written once, never changed). ``record=False``
+        only looks: nothing is written for new pairs (to check a money budget before
+        assigning, say), and a later recorded quote in the same round gives the same amounts.
         """
-        return self._quote(round_no, items, workers, lookup=True)
+        return self._quote(round_no, items, workers, lookup=True, record=record)
 
-    def _quote(self, round_no: int, items: Any, workers: Any, *, lookup: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _quote(self, round_no: int, items: Any, workers: Any, *, lookup: bool,
+               record: bool = True) -> tuple[np.ndarray, np.ndarray]:
         items = _positions(items, "items")
         workers = _positions(workers, "workers")
         if len(items) != len(workers):
@@ -240,13 +243,15 @@ class Ledger:
                 price = self.split.price_for(base)
                 lines = self.split.allocate(price)
                 now = time.time()
-                db.executemany(
-                    "INSERT OR IGNORE INTO ledger_lines (kind, item, worker, round, base_micros, price_micros, hiter_micros, "
-                    "platform_micros, programme_micros, currency, created_at) VALUES ('task', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    zip(pairs[new, 0].tolist(), pairs[new, 1].tolist(), [round_no] * len(base), base.tolist(),
-                        price.tolist(), lines[:, 0].tolist(), lines[:, 1].tolist(), lines[:, 2].tolist(),
-                        [self.currency] * len(base), [now] * len(base)),
-                )
+                if record:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO ledger_lines (kind, item, worker, round, base_micros, price_micros, "
+                        "hiter_micros, platform_micros, programme_micros, currency, created_at) "
+                        "VALUES ('task', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        zip(pairs[new, 0].tolist(), pairs[new, 1].tolist(), [round_no] * len(base), base.tolist(),
+                            price.tolist(), lines[:, 0].tolist(), lines[:, 1].tolist(), lines[:, 2].tolist(),
+                            [self.currency] * len(base), [now] * len(base)),
+                    )
                 stored[new] = lines[:, 0]
                 stored_price[new] = price
         return stored[inverse], stored_price[inverse]
