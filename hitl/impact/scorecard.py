@@ -565,6 +565,8 @@ def _rows(d: dict) -> dict[str, list[tuple[str, str]]]:
             ("Effective pay, x local minimum wage (median)", _x(wm["median"])),
             ("minimum / maximum", f"{_x(wm['min'])} / {_x(wm['max'])}"),
             ("HITers at or above the floor", f"{wm['hiters_at_or_above_floor']} of {wk['hiters']} ({_pct(wm['share_at_or_above_floor'])})"),
+            ("HITers within the promised band", f"{wm['hiters_within_band']} of {wk['hiters']} "
+                                                f"({wm['floor']}x to {wm['cap']}x; faster ones earn more)"),
             ("Promise", f"floor {wm['floor']}x, target {wm['target']}x, band up to {wm['cap']}x"),
         ],
         "Split of the client's spend": [
@@ -579,7 +581,7 @@ def _rows(d: dict) -> dict[str, list[tuple[str, str]]]:
                                                   f"window {te['max_days']} days, as of {te['as_of']}"),
             ("Skills gained", f"{sk['gained']}" if sk["recorded"] else "0 (none recorded)"),
             ("Residency checks passed", f"{rs['passed']:,} of {rs['assignments']:,} assignments "
-                                        f"({rs['restricted']:,} restricted items; {rs['failed']} failed)"),
+                                        f"({rs['restricted']:,} on items with a residency rule; {rs['failed']} failed)"),
         ],
         f"Savings against {sv['baseline_answers_per_item']} answers per item": [
             ("Answers bought / baseline", f"{sv['answers_bought']:,} / {sv['baseline_answers']:,}"),
