@@ -158,9 +158,9 @@ def bench_prelabel(args, out: dict) -> None:
             inner: dict[str, list[float]] = {"small_in_process": [], "small_ray_2": [], "small_auto": []}
             for _ in range(args.small_calls):
                 inner["small_in_process"].append(timed(lambda: distributed.prelabel(model, small, use_ray=False))[0])
-                inner["small_ray_2"].append(timed(lambda: distributed.prelabel(model, small, use_ray=True))[0])
                 p = distributed.Prelabeler()
                 inner["small_auto"].append(timed(lambda: p.predict_proba(model, small))[0])
+                inner["small_ray_2"].append(timed(lambda: distributed.prelabel(model, small, use_ray=True))[0])
             for key, values in inner.items():
                 runs[key].append(statistics.median(values))
             backends["small_auto"].append(p.backend_)
@@ -333,7 +333,7 @@ def markdown(out: dict) -> str:
                   "the model is copied every job; Ray's start is not counted; load average "
                   f"{pre['load_before']} before, {pre['load_after']} after):", "",
                   "| model | in-process | Ray, 1 actor | Ray, 2 actors | 2 actors vs in-process | auto | "
-                  f"auto vs best (2M) | auto vs best ({pre['small_rows']:,}) | Ray = in-process |",
+                  f"auto vs best ({pre['rows']:,}) | auto vs best ({pre['small_rows']:,}) | Ray = in-process |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
         for name, r in pre["models"].items():
             rps = r["rows_per_second"]
@@ -344,7 +344,7 @@ def markdown(out: dict) -> str:
         lines += ["", "Counting the copy of the pool as well, 2 actors were "
                   + ", ".join(f"{r['speedup_ray_2_vs_in_process_counting_the_put']:.2f}× ({n})"
                               for n, r in pre["models"].items())
-                  + " as fast as in-process. Ray's local start took {pre['ray_start_seconds']:.1f} s and a pool of 2 actors "
+                  + f" as fast as in-process. Ray's local start took {pre['ray_start_seconds']:.1f} s and a pool of 2 actors "
                   f"{pre['actor_pool_start_seconds']['2']:.1f} s. "
                   "With Ray not running yet, the automatic choice (which then has to start it) took "
                   + ", ".join(f"{c['seconds']:.1f} s for {n} via {c['backend']} "
@@ -430,7 +430,7 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=1_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--small-calls", type=int, default=21, help="calls per repeat on the small pool")
+    ap.add_argument("--small-calls", type=int, default=51, help="calls per repeat on the small pool")
     ap.add_argument("--num-cpus", type=int, default=None)
     ap.add_argument("--only", choices=["prelabel", "text", "dawid_skene"], action="append")
     ap.add_argument("--quick", action="store_true", help="small sizes, one repeat")

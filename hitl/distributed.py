@@ -66,7 +66,7 @@ class ClusterError(HitlError, RuntimeError):
 # ---------------------------------------------------------------------------------- settings
 
 
-def _env_int(name: str, default: int | None) -> int | None:
+def _env_int(name: str, default: int | None, minimum: int = 1) -> int | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -74,8 +74,8 @@ def _env_int(name: str, default: int | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"is {raw!r}", field=name, expected="an integer") from None
-    if value < 1:
-        raise ConfigError(f"is {value}", field=name, expected="a positive integer")
+    if value < minimum:
+        raise ConfigError(f"is {value}", field=name, expected=f"an integer >= {minimum}")
     return value
 
 
@@ -118,8 +118,8 @@ class RaySettings:
     """
 
     num_cpus: int | None = field(default_factory=lambda: _env_int("HITL_RAY_NUM_CPUS", None))
-    threshold_rows: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ROWS", 100_000))
-    threshold_answers: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ANSWERS", 1_000_000))
+    threshold_rows: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ROWS", 100_000, 0))
+    threshold_answers: int = field(default_factory=lambda: _env_int("HITL_RAY_THRESHOLD_ANSWERS", 1_000_000, 0))
     shard_rows: int = field(default_factory=lambda: _env_int("HITL_RAY_SHARD_ROWS", 65_536))
     use_ray: Any = field(default_factory=lambda: _env_choice("HITL_USE_RAY"))
     start_seconds: float = 6.0
@@ -282,6 +282,8 @@ def connect(
     info = _STATE["info"]
     if info is not None and ray.is_initialized():
         return info
+    if info is not None:  # Ray was shut down behind our back: forget that connection
+        _forget(info)
     if ray.is_initialized():
         # Someone else started Ray in this process: use it, never stop it.
         info = _describe(ray, local=False, owned=False)
@@ -366,17 +368,24 @@ def shutdown() -> None:
     pool = _POOL.pop("pool", None)
     if pool is not None:
         pool.kill()
-    _STATE["info"] = None
     if info is None or not info.owned:
+        _STATE["info"] = None
         return
     import sys
 
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
-    for path in (info.temp_dir, info.home):
-        if path:
-            shutil.rmtree(path, ignore_errors=True)
+    _forget(info)
+
+
+def _forget(info: ClusterInfo) -> None:
+    _STATE["info"] = None
+    _POOL.pop("pool", None)
+    if info.owned:
+        for path in (info.temp_dir, info.home):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def release() -> None:
@@ -635,8 +644,7 @@ def _wants_gpu(model: Any, num_gpus: Any, info: ClusterInfo | None) -> int:
 
 
 def _dispatch(pool: _ActorPool, n_shards: int, submit: Callable[[Any, int], Any],
-              on_result: Callable[[int, Any], None], *, depth: int = 2,
-              on_failure: Callable[[int], None] | None = None) -> int:
+              on_result: Callable[[int, Any], None], *, depth: int = 2) -> int:
     """Run every shard once on the pool's actors; returns how many shard runs were lost and redone.
 
     Each actor has up to ``depth`` shards queued so it never waits for the driver. A
@@ -679,8 +687,6 @@ def _dispatch(pool: _ActorPool, n_shards: int, submit: Callable[[Any, int], Any]
                                            expected="workers that stay alive") from None
                     pool.replace(slot)
                     load[slot] = 0
-                    if on_failure is not None:
-                        on_failure(slot)
                 continue
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.as_instanceof_cause()
