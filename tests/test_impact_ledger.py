@@ -271,3 +271,24 @@ def test_sync_prices_imported_answers_once():
     before = ledger.lines()[["item", "worker", "hiter_micros"]]
     ledger2 = Ledger.from_store(store)
     pd.testing.assert_frame_equal(ledger2.lines()[["item", "worker", "hiter_micros"]], before)
+
+
+def test_a_long_lived_ledger_settles_round_by_round_like_a_fresh_one():
+    store = make_store(rounds=[([0, 1], [0, 1], [50.0, 5.0])], finish=False)
+    ledger = Ledger(store)
+    assert ledger.settle() == 0  # round 0 still open
+    store.finish_round(0, {})
+    first = ledger.settle()
+    assert first > 0
+    store.begin_round(1, items=np.array([2, 3]), workers=np.array([0, 2]))
+    store.add_answers(1, np.array([2, 3]), np.array([0, 2]), np.zeros(2, np.int64), np.array([8.0, 90.0]))
+    store.finish_round(1, {})
+    # A late answer lands in round 0, already settled: its HITer is topped up again for that round.
+    store._db.execute("INSERT INTO assignments (item, worker, round, kind, created_at) VALUES (4, 0, 0, 'label', 0)")
+    store.add_answers(0, np.array([4]), np.array([0]), np.zeros(1, np.int64), np.array([200.0]))
+    assert ledger.settle() > 0
+    top = ledger.lines().query("kind == 'topup'")
+    assert ((top["period"] == "round-0") & (top["worker"] == 0)).sum() == 2
+    _check_floor(store, ledger)
+    # A fresh ledger, looking at everything, finds nothing left owed.
+    assert Ledger(store).settle() == 0

@@ -176,6 +176,8 @@ class Ledger:
         # Time on task of every answer read so far (answers are only ever inserted, so
         # reading the rows past the last rowid keeps this exact): rowid, round, item.
         self._synced = -1
+        self._settle_mark = -1  # answers (rowid) looked at by the last settle
+        self._unsettled: set[int] = set()  # rounds still open at the last settle
         self._base_cache: dict[tuple[int, int], int] = {}
         self._seen = {"rowid": -1, "round": np.zeros(0, np.int64), "item": np.zeros(0, np.int64),
                       "seconds": np.zeros(0, np.float64)}
@@ -286,12 +288,21 @@ class Ledger:
         A period is closed when its round is done (``period="round"``), when its end
         has passed (calendar periods), or when ``final`` is true (every period,
         ``project`` included). Settling again only adds what is still owed. Returns the
-        micros topped up by this call; ``periods_`` holds the period table after it.
+        micros topped up by this call; ``periods_`` holds the periods it looked at, as they
+        stand after it (with ``period="round"``, a ledger that settled before only looks
+        at rounds with new answers or still open then).
         """
         self.sync()
         now = time.time() if now is None else float(now)
         with self.store.transaction() as db:
-            groups = self._periods(db, now)
+            mark = db.execute("SELECT COALESCE(MAX(rowid), -1) FROM answers").fetchone()[0]
+            rounds = None
+            if self.period == "round" and self._settle_mark >= 0:
+                # Only rounds with new answers, or open at the last call, can owe anything new.
+                fresh = {r for (r,) in db.execute("SELECT DISTINCT round FROM answers WHERE rowid > ? AND rowid <= ?",
+                                                  (self._settle_mark, mark))}
+                rounds = sorted(fresh | self._unsettled)
+            groups = self._periods(db, now, rounds)
             settled = ((groups["closed"] | final) & (groups["short"] > 0)).to_numpy()
             due = groups[settled]
             short = due["short"].to_numpy(np.int64)
@@ -320,6 +331,9 @@ class Ledger:
         if final:
             after["closed"] = True
         self.periods_ = after.reset_index(drop=True)
+        self._settle_mark = mark
+        if self.period == "round":
+            self._unsettled = {int(p[len("round-"):]) for p in after.loc[~after["closed"], "period"]}
         return int(lines[:, 0].sum())
 
     def pending(self, *, now: float | None = None) -> pd.DataFrame:
@@ -582,18 +596,25 @@ class Ledger:
         self._wage_cache[worker] = wage
         return wage
 
-    def _answer_ms(self, db: Any) -> pd.DataFrame:
-        """Priced answers: HITer, round, commit time, pay and time on task in whole milliseconds."""
-        rows = np.array(db.execute(
-            "SELECT a.worker, a.round, a.seconds, a.created_at, l.hiter_micros FROM answers a JOIN ledger_lines l "
-            "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker").fetchall(), dtype=np.float64).reshape(-1, 5)
+    def _answer_ms(self, db: Any, rounds: list[int] | None = None) -> pd.DataFrame:
+        """Priced answers (of ``rounds`` only, if given): HITer, round, commit time, pay, milliseconds on task."""
+        sql = ("SELECT a.worker, a.round, a.seconds, a.created_at, l.hiter_micros FROM answers a JOIN ledger_lines l "
+               "ON l.kind = 'task' AND l.item = a.item AND l.worker = a.worker")
+        if rounds is None:
+            fetched = db.execute(sql).fetchall()
+        else:
+            fetched = []
+            for start in range(0, len(rounds), 500):
+                part = rounds[start:start + 500]
+                fetched += db.execute(sql + f" WHERE a.round IN ({','.join('?' * len(part))})", part).fetchall()
+        rows = np.array(fetched, dtype=np.float64).reshape(-1, 5)
         # float64 holds these integers exactly (all far below 2**53)
         return pd.DataFrame({"worker": rows[:, 0].astype(np.int64), "round": rows[:, 1].astype(np.int64),
                              "seconds": rows[:, 2], "created_at": rows[:, 3],
                              "hiter_micros": rows[:, 4].astype(np.int64), "ms": _milliseconds(rows[:, 2])})
 
-    def _periods(self, db: Any, now: float) -> pd.DataFrame:
-        df = self._answer_ms(db)
+    def _periods(self, db: Any, now: float, rounds: list[int] | None = None) -> pd.DataFrame:
+        df = self._answer_ms(db, rounds)
         cols = ["worker", "period", "closed", "ms", "earned", "topped", "floor", "short", "next_seq"]
         if df.empty:
             return pd.DataFrame({c: pd.Series(dtype=bool if c == "closed" else (object if c == "period" else np.int64))
@@ -619,10 +640,14 @@ class Ledger:
         g = g.merge(top, on=["worker", "period"], how="left")
         g["topped"] = g["topped"].fillna(0).astype(np.int64)
         g["next_seq"] = (g["seq"].fillna(-1) + 1).astype(np.int64)
-        floors = []
-        for w, ms_ in zip(g["worker"].tolist(), g["ms"].tolist()):
-            floors.append(ceil_fraction(self._wage(db, int(w)) * self.floor_multiple * MICROS * int(ms_) / _MS_PER_HOUR))
-        g["floor"] = np.array(floors, dtype=np.int64)
+        # floor = ceil(rate_w * ms) with rate_w = p_w / q_w exact; Python integers in object arrays, no overflow
+        workers = g["worker"].to_numpy(np.int64)
+        uniq, inv = np.unique(workers, return_inverse=True)
+        rates = [self._wage(db, int(w)) * self.floor_multiple * MICROS / _MS_PER_HOUR for w in uniq.tolist()]
+        p = np.array([r.numerator for r in rates] + [0], dtype=object)[:-1][inv.reshape(-1)]
+        q = np.array([r.denominator for r in rates] + [0], dtype=object)[:-1][inv.reshape(-1)]
+        ms = np.array(g["ms"].tolist() + [0], dtype=object)[:-1]
+        g["floor"] = (-((-p * ms) // q)).astype(np.int64) if len(g) else np.zeros(0, np.int64)
         g["short"] = np.maximum(g["floor"] - g["earned"] - g["topped"], 0)
         return g[cols]
 
