@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows",
-           "one_coin_scores", "answer_posterior"]
+           "one_coin_scores", "answer_posterior", "csr_em_step"]
 
 
 @njit(cache=True, nogil=True)
@@ -117,6 +117,110 @@ def _softmax_rows(scores):  # pragma: no cover - compiled
     return total
 
 
+# Fixed number of accumulation chunks for the parallel M-step sums: the order of the
+# floating-point additions, hence the result to the last bit, does not depend on how
+# many threads the machine has.
+N_CHUNKS = 8
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _answer_class_sums_chunked(post, task, rowidx, n_rows, n_chunks):  # pragma: no cover - compiled
+    k = post.shape[1]
+    m = task.shape[0]
+    acc = np.zeros((n_chunks, n_rows, k), dtype=np.float64)
+    step = (m + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        stop = min(m, (c + 1) * step)
+        for i in range(c * step, stop):
+            r = rowidx[i]
+            t = task[i]
+            for j in range(k):
+                acc[c, r, j] += post[t, j]
+    out = np.zeros((n_rows, k), dtype=np.float64)
+    for c in range(n_chunks):
+        for r in range(n_rows):
+            for j in range(k):
+                out[r, j] += acc[c, r, j]
+    return out
+
+
+_RESCALE = 1e100
+_LOG_RESCALE = 230.25850929940458  # log(1e100)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _csr_em_step(ptable, rowmin, rowidx, indptr, prior, prior_stride, out, n_chunks, sums, class_sums):
+    # pragma: no cover - compiled
+    # The E-step in probability space, fused with the next M-step's sums.
+    #
+    # E: multiply the prior row by each answer's likelihood row, then normalise: one
+    # log per task (for the likelihood) instead of k exponentials. ``lb`` is a lower
+    # bound of the row's largest entry (it shrinks by at most the smallest entry of each
+    # likelihood row); only when it gets small is the true maximum looked at and the row
+    # rescaled by 1e100, so nothing underflows.
+    # M sums: while the posterior row is hot, add it to the (worker, given label) rows
+    # of each of the task's answers, and to the class totals.
+    # Tasks go in a fixed number of chunks, each with its own accumulators, added up in
+    # chunk order: the result does not depend on the number of threads.
+    n, k = out.shape
+    n_rows = sums.shape[0]
+    step = (n + n_chunks - 1) // n_chunks
+    partial = np.zeros(n_chunks, dtype=np.float64)
+    acc_sums = np.zeros((n_chunks, n_rows, k), dtype=np.float64)
+    acc_class = np.zeros((n_chunks, k), dtype=np.float64)
+    for c in prange(n_chunks):
+        acc = np.empty(k, dtype=np.float64)
+        total = 0.0
+        for t in range(c * step, min(n, (c + 1) * step)):
+            start, stop = indptr[t], indptr[t + 1]
+            p = t * prior_stride  # row t of a per-task prior, else row 0
+            lb = 0.0
+            for j in range(k):
+                acc[j] = prior[p, j]
+                lb = max(lb, acc[j])
+            n_rescale = 0
+            for a in range(start, stop):
+                r = rowidx[a]
+                for j in range(k):
+                    acc[j] *= ptable[r, j]
+                lb *= rowmin[r]
+                if lb < 1e-200:
+                    mx = 0.0
+                    for j in range(k):
+                        mx = max(mx, acc[j])
+                    if mx < 1e-100:
+                        for j in range(k):
+                            acc[j] *= _RESCALE
+                        mx *= _RESCALE
+                        n_rescale += 1
+                    lb = mx
+            s = 0.0
+            for j in range(k):
+                s += acc[j]
+            inv = 1.0 / s
+            for j in range(k):
+                acc[j] *= inv
+                out[t, j] = acc[j]
+            total += np.log(s) - n_rescale * _LOG_RESCALE
+            if stop > start:
+                for j in range(k):
+                    acc_class[c, j] += acc[j]
+                for a in range(start, stop):
+                    r = rowidx[a]
+                    for j in range(k):
+                        acc_sums[c, r, j] += acc[j]
+        partial[c] = total
+    result = 0.0
+    for c in range(n_chunks):
+        result += partial[c]
+        for j in range(k):
+            class_sums[j] += acc_class[c, j]
+        for r in range(n_rows):
+            for j in range(k):
+                sums[r, j] += acc_sums[c, r, j]
+    return result
+
+
 def task_class_sums(table: np.ndarray, rowidx: np.ndarray, task: np.ndarray, n_tasks: int) -> np.ndarray:
     """``out[t, j] = sum(table[rowidx[i], j] for answers i of task t)``; dtype of ``table``."""
     out = np.zeros((n_tasks, table.shape[1]), dtype=table.dtype)
@@ -129,8 +233,10 @@ def answer_class_sums(post: np.ndarray, task: np.ndarray, rowidx: np.ndarray, n_
     Accumulates in float64 whatever the dtype of ``post``: these are the M-step sums,
     and a distributed run adds them up across shards.
     """
-    out = np.zeros((n_rows, post.shape[1]), dtype=np.float64)
-    return _answer_class_sums(np.ascontiguousarray(post), task, rowidx, out)
+    if task.shape[0] < 100_000:
+        out = np.zeros((n_rows, post.shape[1]), dtype=np.float64)
+        return _answer_class_sums(np.ascontiguousarray(post), task, rowidx, out)
+    return _answer_class_sums_chunked(np.ascontiguousarray(post), task, rowidx, n_rows, N_CHUNKS)
 
 
 def softmax_rows(scores: np.ndarray) -> tuple[np.ndarray, float]:
@@ -171,3 +277,40 @@ def normalize_rows(counts: np.ndarray) -> np.ndarray:
 def answered_sum(post: np.ndarray, answered: np.ndarray) -> np.ndarray:
     """Column sums of ``post`` over the rows where ``answered`` is true, in float64."""
     return _answered_sum(np.ascontiguousarray(post), answered)
+
+
+def csr_em_step(prob_table: np.ndarray, rowidx_by_task: np.ndarray, indptr: np.ndarray, prior: np.ndarray,
+                n_tasks: int, dtype=np.float64) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Fused E-step (probability space) over answers grouped by task, plus the next M-step's sums.
+
+    Parameters
+    ----------
+    prob_table : ndarray of shape (n_rows, k)
+        ``prob_table[w * k + given, j] = P(given | true = j)``, no zeros.
+    rowidx_by_task : ndarray of int
+        ``w * k + given`` of each answer, answers grouped by task.
+    indptr : ndarray of shape (n_tasks + 1,)
+        Task ``t``'s answers are ``rowidx_by_task[indptr[t]:indptr[t + 1]]``.
+    prior : ndarray of shape (k,) or (n_tasks, k)
+        Prior probabilities.
+
+    Returns
+    -------
+    posteriors : ndarray of shape (n_tasks, k) in ``dtype`` (computed in float64)
+    log_likelihood : float
+    sums : ndarray of shape (n_rows, k)
+        ``sums[w * k + given, j]``: posterior mass of class ``j`` over the answers of that row.
+    class_sums : ndarray of shape (k,)
+        Posterior mass of each class over the tasks with at least one answer.
+    """
+    pr = np.asarray(prior, dtype=np.float64)
+    per_task = pr.ndim == 2
+    pr = np.ascontiguousarray(pr if per_task else pr[None, :])
+    n_rows, k = prob_table.shape
+    out = np.empty((n_tasks, k), dtype=dtype)
+    table = np.ascontiguousarray(prob_table, dtype=np.float64)
+    sums = np.zeros((n_rows, k), dtype=np.float64)
+    class_sums = np.zeros(k, dtype=np.float64)
+    total = _csr_em_step(table, table.min(axis=1), rowidx_by_task, indptr, pr, np.int64(1 if per_task else 0),
+                         out, N_CHUNKS, sums, class_sums)
+    return out, float(total), sums, class_sums

@@ -16,9 +16,7 @@ import numpy as np
 from ._em import FLOOR, EMAggregator, resolve_dtype, safe_log
 from ._kernels import (
     answer_class_sums,
-    answer_posterior,
     answered_sum,
-    one_coin_scores,
     softmax_rows,
     task_class_sums,
 )
@@ -219,12 +217,11 @@ class DawidSkene(EMAggregator):
         self.dtype = dtype
 
     def _m_step(self, post, a):
-        counts, class_counts = ds_m_step_sums(post, a.task, a.worker, a.label, a.n_workers)
+        k = a.n_classes
+        sums, class_counts = a.m_step_sums(post)
+        counts = sums.reshape(a.n_workers, k, k).transpose(0, 2, 1)
         log_conf, log_class_prior = ds_m_step(counts, class_counts, self.smoothing, self.diagonal, dtype=a.dtype)
         return {"log_confusion": log_conf, "log_class_prior": log_class_prior}
-
-    def _scores(self, params, a):
-        return ds_scores(params["log_confusion"], a.worker_label, a.task, a.n_tasks)
 
     def _finish(self, params, a):
         self.confusions_ = np.exp(params["log_confusion"].astype(np.float64))
@@ -280,19 +277,19 @@ class OneCoinDawidSkene(EMAggregator):
         self.dtype = dtype
 
     def _m_step(self, post, a):
-        right = np.bincount(a.worker, weights=answer_posterior(post, a.task, a.label), minlength=a.n_workers)
         k = a.n_classes
+        sums, class_counts = a.m_step_sums(post)
+        # expected right answers of worker w: the diagonal of their (given, true) sums
+        right = np.einsum("wjj->w", sums.reshape(a.n_workers, k, k))
         denom = a.per_worker + self.diagonal + k * self.smoothing
         skill = np.where(denom > 0, (right + self.diagonal + self.smoothing) / np.where(denom > 0, denom, 1.0), 1.0 / k)
-        class_prior = answered_sum(post, a.answered) + self.smoothing
+        class_prior = class_counts + self.smoothing
         class_prior = class_prior / class_prior.sum() if class_prior.sum() > 0 else np.full(k, 1.0 / k)
-        return {"skill": skill, "log_class_prior": safe_log(class_prior).astype(a.dtype)}
-
-    def _scores(self, params, a):
-        skill = params["skill"]
-        log_right = safe_log(skill).astype(a.dtype)
-        log_wrong = safe_log((1.0 - skill) / max(a.n_classes - 1, 1)).astype(a.dtype)
-        return one_coin_scores(a.task, a.label, log_right[a.worker], log_wrong[a.worker], a.n_tasks, a.n_classes)
+        eye = np.eye(k)
+        wrong = (1.0 - skill) / max(k - 1, 1)
+        log_conf = safe_log(skill)[:, None, None] * eye + safe_log(wrong)[:, None, None] * (1.0 - eye)
+        return {"skill": skill, "log_confusion": log_conf.astype(a.dtype),
+                "log_class_prior": safe_log(class_prior).astype(a.dtype)}
 
     def _finish(self, params, a):
         k = a.n_classes

@@ -8,7 +8,6 @@ import numpy as np
 
 from ._em import EMAggregator, safe_log
 from ._kernels import answer_posterior, answered_sum, vote_counts
-from .dawid_skene import ds_scores
 
 __all__ = ["MACE"]
 
@@ -103,9 +102,6 @@ class MACE(EMAggregator):
             "spam": spam,
             "confusion": conf,
         }
-
-    def _scores(self, params, a):
-        return ds_scores(params["log_confusion"], a.worker_label, a.task, a.n_tasks)
 
     def _finish(self, params, a):
         self.competence_ = params["theta"]
