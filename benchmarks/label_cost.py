@@ -6,6 +6,11 @@ the labeled items, measure test accuracy, ask the strategy for the next batch,
 reveal those labels, repeat until the budget. modAL's ``margin_sampling`` runs
 in the same loop on the same probabilities as a reference.
 
+Query-by-committee strategies use a bagged committee of 5 copies of the model
+(``hitl.models.Committee``); BALD draws 20 weight samples from a Laplace
+approximation of the logistic regression's posterior. Test accuracy is always
+that of the single model trained on the labels bought.
+
 Reported per strategy (medians over the splits): labels needed to first reach
 99% of the accuracy of the same model trained on the whole pool, and the area
 under the accuracy curve (mean accuracy over the label budget).
@@ -77,7 +82,7 @@ STRATEGIES = [
     "ranked_batch",
     "modal_margin",
 ]
-NEEDS_COMMITTEE = {"vote_entropy", "kl_to_consensus", "bald"}
+NEEDS_COMMITTEE = {"vote_entropy", "kl_to_consensus"}
 
 
 @dataclass
@@ -95,11 +100,64 @@ class Task:
     C: float = 1.0
 
 
-class EnsembleSamples(Committee):
-    """A bagged committee whose members double as posterior samples for BALD."""
+class LaplaceLogisticRegression(SklearnModel):
+    """Logistic regression with a Laplace posterior: ``sample_proba`` draws weights from it.
+
+    The posterior over the weights ``W`` (classes x (features + 1)) is
+    approximated by a Gaussian at the fitted weights whose precision is the
+    Hessian of scikit-learn's objective ``C * sum(log loss) + |W|^2 / 2``
+    (intercepts unpenalised, given a tiny ridge for stability); BALD then
+    measures how much these weight samples disagree on each item.
+    """
+
+    def fit(self, X: Any, y: Any) -> "LaplaceLogisticRegression":
+        super().fit(X, y)
+        self._rng = np.random.default_rng(0)
+        est = self.estimator_
+        if est is None:
+            self.chol_ = None
+            return self
+        Xa = np.hstack([np.asarray(X, dtype=np.float64), np.ones((len(X), 1))])
+        W = np.hstack([est.coef_, est.intercept_[:, None]])  # (c, d+1), c = classes seen
+        if W.shape[0] == 1:  # binary: sklearn keeps one row; use the symmetric two-row form
+            W = np.vstack([-W / 2, W / 2])
+        c, D = W.shape
+        p = est.predict_proba(X)
+        C = est.C
+        H = np.zeros((c * D, c * D))
+        for a in range(c):
+            for b in range(a, c):
+                w = (p[:, a] * ((a == b) - p[:, b])) * C
+                block = (Xa * w[:, None]).T @ Xa
+                H[a * D:(a + 1) * D, b * D:(b + 1) * D] = block
+                H[b * D:(b + 1) * D, a * D:(a + 1) * D] = block.T
+        prior = np.ones(D)
+        prior[-1] = 1e-2  # intercepts: almost flat prior
+        H[np.diag_indices_from(H)] += np.tile(prior, c)
+        self.W_ = W
+        self.chol_ = np.linalg.cholesky(H)
+        return self
 
     def sample_proba(self, X: Any, n_samples: int) -> np.ndarray:
-        return self.predict_proba_members(X)
+        X = np.asarray(X, dtype=np.float64)
+        n = len(X)
+        if self.chol_ is None:
+            return np.broadcast_to(self.predict_proba(X), (n_samples, n, self.n_classes_)).copy()
+        c, D = self.W_.shape
+        z = self._rng.normal(size=(c * D, n_samples))
+        # W ~ N(W_map, H^-1): solve L^T v = z with H = L L^T.
+        import scipy.linalg
+
+        V = scipy.linalg.solve_triangular(self.chol_, z, lower=True, trans="T")
+        Ws = self.W_[None] + V.T.reshape(n_samples, c, D)
+        Xa = np.hstack([X, np.ones((n, 1))])
+        logits = np.einsum("nd,scd->snc", Xa, Ws)
+        logits -= logits.max(axis=2, keepdims=True)
+        e = np.exp(logits)
+        e /= e.sum(axis=2, keepdims=True)
+        out = np.zeros((n_samples, n, self.n_classes_))
+        out[:, :, np.asarray(self.estimator_.classes_, dtype=np.int64)] = e
+        return out
 
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +182,7 @@ def tweet_features(force_tfidf: bool) -> tuple[np.ndarray, str]:
             from hitl.models import TextEncoder
 
             CACHE.mkdir(parents=True, exist_ok=True)
-            enc = TextEncoder(device="cpu", cache_path=CACHE / "tweets_minilm.npz", n_threads=1)
+            enc = TextEncoder(device="cpu", cache_path=CACHE / "label_cost_tweets_minilm.npz", n_threads=1)
             t0 = time.perf_counter()
             E = np.asarray(enc.encode(ds.texts, ids=ds.ids), dtype=np.float64)
             print(f"  tweets embedded in {time.perf_counter() - t0:.0f}s ({enc.n_encoded_} new)", flush=True)
@@ -183,11 +241,15 @@ def run_curve(task: Task, strategy: str, Xtr: np.ndarray, ytr: np.ndarray, Xte: 
             idx = np.asarray(idx)
         else:
             side = model
-            if strategy in NEEDS_COMMITTEE:
-                side = EnsembleSamples(new_model(task), n_members=5, random_state=split * 1000 + rnd)
+            if strategy == "bald":
+                side = LaplaceLogisticRegression(LogisticRegression(C=task.C, max_iter=1000),
+                                                 n_classes=task.n_classes).fit(Xtr[lab], ytr[lab])
+            elif strategy in NEEDS_COMMITTEE:
+                side = Committee(new_model(task), n_members=5, random_state=split * 1000 + rnd)
                 side.fit(Xtr[lab], ytr[lab])
+            params = {"n_samples": 20} if strategy == "bald" else {}
             sel = select(strategy, n, proba=P, X=Xtr[pool], X_labeled=Xtr[lab], model=side,
-                         random_state=split * 1000 + rnd, n_samples=5)
+                         random_state=split * 1000 + rnd, **params)
             idx = sel.indices
         choose_s += time.perf_counter() - t0
         labeled[pool[idx]] = True

@@ -199,3 +199,12 @@ def test_bad_arguments() -> None:
         select("margin", -1, proba=dirichlet(5, 3))
     with pytest.raises(ConfigError):
         select("margin", 2.5, proba=dirichlet(5, 3))
+
+
+def test_unknown_strategy_parameter_is_refused() -> None:
+    with pytest.raises(ConfigError) as err:
+        select("margin", 2, proba=dirichlet(5, 3), bata=2.0)
+    assert "bata" in str(err.value)
+    # Known hyper-parameters pass through.
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    assert select("density_weighted", 2, proba=dirichlet(5, 3), X=X, beta=0.5).indices.shape == (2,)

@@ -22,7 +22,10 @@ class Selection(NamedTuple):
         Positions in the candidate pool, most informative first, no duplicates.
     scores : ndarray of float64
         Utility of each picked item (higher was picked earlier for score-based
-        strategies); ``nan`` where a foreign strategy gave none.
+        strategies). For a foreign (modAL-style) function run through
+        :func:`select`, the metric it returned, in its own convention (modAL's
+        ``margin_sampling`` returns margins, lower first), or ``nan`` when it
+        returned none; its indices keep the function's order.
 
     Examples
     --------

@@ -136,8 +136,10 @@ def _select_vote_entropy(proba: np.ndarray, n: int, *, X: Any = None, model: Any
     return top_k(vote_entropy_scores(_members_for_select(proba, X, model)), n)
 
 
-def _select_kl(proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, **_: Any) -> Selection:
-    return top_k(kl_to_consensus_scores(_members_for_select(proba, X, model)), n)
+def _select_kl(
+    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, reduce: str = "mean", **_: Any
+) -> Selection:
+    return top_k(kl_to_consensus_scores(_members_for_select(proba, X, model), reduce=reduce), n)
 
 
 def _members_for_select(proba: np.ndarray, X: Any, model: Any) -> np.ndarray:

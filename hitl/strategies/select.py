@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import numpy as np
@@ -133,9 +134,28 @@ def select(
                 f"has {n_x} rows for {P.shape[0]} candidates", field="X", expected="one row per candidate"
             )
     if selector is not None:
+        unknown = set(params) - _named_parameters(selector)
+        if unknown:
+            raise ConfigError(
+                f"unknown parameter(s) {sorted(unknown)} for this strategy",
+                field="params",
+                expected=f"some of {sorted(_named_parameters(selector) - _STANDARD)}",
+            )
         sel = selector(P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state, **params)
     else:
         sel = _run_foreign(
             strategy, P, n, X=X, X_labeled=X_labeled, model=model, random_state=random_state, **params
         )
     return sel
+
+
+_STANDARD = {"proba", "n", "X", "X_labeled", "model", "random_state"}
+
+
+def _named_parameters(fn: Callable[..., Any]) -> set[str]:
+    """Keyword parameters a selector names (its ``**_`` only absorbs the standard ones)."""
+    return {
+        p.name
+        for p in inspect.signature(fn).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
