@@ -174,6 +174,9 @@ def test_calibrated_torch_model(digits):
     net = TorchClassifier(hidden=(32,), max_epochs=30, patience=4, random_state=0, device="cpu", n_threads=1)
     m = CalibratedModel(net, cv=3, random_state=0).fit(X[:1200], y[:1200])
     assert m.method_ == "temperature" and m.calibrator_.temperature_ > 0
+    assert len(m.models_) == 3  # the fold models predict together
+    single = CalibratedModel(net, cv=2, ensemble=False, random_state=0).fit(X[:600], y[:600])
+    assert len(single.models_) == 1
     P = m.predict_proba(X[1200:])
     assert expected_calibration_error(P, y[1200:]) <= 0.03
     # optional protocol methods pass through, with the map applied to MC samples

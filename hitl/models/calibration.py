@@ -328,13 +328,17 @@ class CalibratedModel(BaseEstimator):
     """Wrap a protocol model so its probabilities are calibrated on held-out labels.
 
     ``fit`` cross-fits by default: ``cv`` clones of ``model`` each predict the
-    fold they did not see, the map is learned on all those out-of-fold
-    predictions, and a final clone is trained on every label (no label is lost
-    to calibration, at ``cv + 1`` times the training cost). With ``cv=None`` it
-    holds out ``holdout`` of the labels (stratified) instead: one extra fit,
-    but the map then rests on few labels and the model on fewer (on digits and
-    MNIST MLPs that made held-out ECE worse in half the splits, where
-    cross-fitting never did).
+    fold they did not see, and the map is learned on all those out-of-fold
+    predictions, so no label is lost to calibration. With ``ensemble=True``
+    (default) the ``cv`` fold models are the predictor: their scores are
+    averaged and go through the map, which was fitted on those very models. With ``ensemble=False`` one more clone is
+    trained on every label and predicts alone (cheaper to predict with, but an
+    early-stopped network refitted on more data need not share its folds'
+    over-confidence: on one MNIST split that turned ECE 0.012 into 0.045).
+    With ``cv=None`` it holds out ``holdout`` of the labels (stratified)
+    instead: one fit, but the map then rests on few labels and the model on
+    fewer (on digits and MNIST MLPs it made held-out ECE worse in half the
+    splits).
 
     Parameters
     ----------
@@ -347,6 +351,9 @@ class CalibratedModel(BaseEstimator):
         a thousand calibration labels on.
     cv : int or None, default 5
         Folds of cross-fitting (>= 2), or ``None`` for a single hold-out split.
+    ensemble : bool, default True
+        With cross-fitting, predict with the fold models (the map applied to
+        their mean score) rather than with one model refitted on all labels.
     holdout : float, default 0.2
         Fraction of labels held out for calibration when ``cv`` is None.
     min_calibration : int, default 10
@@ -357,7 +364,8 @@ class CalibratedModel(BaseEstimator):
 
     Attributes
     ----------
-    model_ : the fitted model that predicts
+    models_ : list of the fitted models that predict (the folds' with ``ensemble=True``)
+    model_ : ``models_[0]``; ``embed`` and ``grad_embed`` come from it
     calibrator_ : fitted TemperatureScaling / PlattScaling / IsotonicCalibration, or None
     method_ : str
     n_classes_ : int
@@ -378,6 +386,7 @@ class CalibratedModel(BaseEstimator):
         model: Any,
         method: str = "auto",
         cv: int | None = 5,
+        ensemble: bool = True,
         holdout: float = 0.2,
         min_calibration: int = 10,
         n_classes: int | None = None,
@@ -386,6 +395,7 @@ class CalibratedModel(BaseEstimator):
         self.model = model
         self.method = method
         self.cv = cv
+        self.ensemble = ensemble
         self.holdout = holdout
         self.min_calibration = min_calibration
         self.n_classes = n_classes
@@ -432,7 +442,8 @@ class CalibratedModel(BaseEstimator):
         min_cal = check_positive_int(self.min_calibration, "min_calibration")
         if self.cv is None:
             tr, cal = split_holdout(y, check_fraction(self.holdout, "holdout"), rng, min_size=min_cal)
-            self.model_ = self._new_model(k, seed).fit(take_rows(X, tr), y[tr])
+            self.models_ = [self._new_model(k, seed).fit(take_rows(X, tr), y[tr])]
+            self.model_ = self.models_[0]
             if len(cal) == 0:
                 self.calibrator_ = None
                 return self
@@ -441,6 +452,7 @@ class CalibratedModel(BaseEstimator):
             n_folds = check_positive_int(self.cv, "cv", minimum=2)
             folds = _fold_ids(y, n_folds, rng)
             scores = np.empty((len(y), k))
+            fold_models = []
             for f in range(n_folds):
                 test = np.flatnonzero(folds == f)
                 train = np.flatnonzero(folds != f)
@@ -448,7 +460,12 @@ class CalibratedModel(BaseEstimator):
                     continue
                 fm = self._new_model(k, seed + f + 1).fit(take_rows(X, train), y[train])
                 scores[test] = self._scores(fm, take_rows(X, test))
-            self.model_ = self._new_model(k, seed).fit(X, y)
+                fold_models.append(fm)
+            if self.ensemble and fold_models and len(fold_models) == n_folds:
+                self.models_ = fold_models
+            else:
+                self.models_ = [self._new_model(k, seed).fit(X, y)]
+            self.model_ = self.models_[0]
             y_cal = y
             if len(y) < min_cal:
                 self.calibrator_ = None
@@ -475,9 +492,30 @@ class CalibratedModel(BaseEstimator):
         return self.calibrator_.predict_proba(scores)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Calibrated ``(n, n_classes)`` probabilities."""
+        """Calibrated ``(n, n_classes)`` probabilities (the mean over ``models_``)."""
         self._check_fitted()
-        return self._calibrate(self._scores(self.model_, X))
+        return self._calibrate(self._mean_scores(X))
+
+    def _mean_scores(self, X: Any) -> np.ndarray:
+        """The members' scores averaged before the map: log-scores for temperature, else probabilities.
+
+        Averaging calibrated probabilities instead leaves the ensemble under-confident
+        (digits, logistic regression: ECE 0.036 against 0.023 for a single refit).
+        A class that some members rule out (-inf, never seen in their fold) is
+        averaged over the members that do score it.
+        """
+        first = self._scores(self.models_[0], X)
+        if len(self.models_) == 1:
+            return first
+        total = np.where(np.isfinite(first), first, 0.0)
+        count = np.isfinite(first).astype(np.float64)
+        for m in self.models_[1:]:
+            sc = self._scores(m, X)
+            ok = np.isfinite(sc)
+            total += np.where(ok, sc, 0.0)
+            count += ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), -np.inf if self.method_ == "temperature" else 0.0)
 
     def predict(self, X: Any) -> np.ndarray:
         return self.predict_proba(X).argmax(axis=1)
@@ -487,19 +525,30 @@ class CalibratedModel(BaseEstimator):
         d = self.__dict__
         if name in ("embed", "grad_embed") and "model_" in d and hasattr(d["model_"], name):
             return getattr(d["model_"], name)
-        if name == "sample_proba" and "model_" in d and hasattr(d["model_"], name):
+        if name == "sample_proba" and "models_" in d and all(hasattr(m, name) for m in d["models_"]):
             return self._sample_proba
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _sample_proba(self, X: Any, n_samples: int = 20, **kwargs: Any) -> np.ndarray:
-        """Monte-Carlo samples of the wrapped model, each passed through the calibration map."""
-        S = np.asarray(self.model_.sample_proba(X, n_samples, **kwargs))
-        s, n, k = S.shape
-        flat = S.reshape(s * n, k).astype(np.float64)
-        if self.method_ == "temperature":
-            with np.errstate(divide="ignore"):
-                flat = np.log(flat)
-        return self._calibrate(flat).reshape(s, n, k).astype(S.dtype, copy=False)
+        """Monte-Carlo samples through the calibration map; with several models, a mixture over them."""
+        n_samples = check_positive_int(n_samples, "n_samples")
+        M = len(self.models_)
+        share = np.full(M, n_samples // M) + (np.arange(M) < n_samples % M)
+        out, at = None, 0
+        for m, c in zip(self.models_, share):
+            if c == 0:
+                continue
+            S = np.asarray(m.sample_proba(X, int(c), **kwargs))
+            s, n, k = S.shape
+            flat = S.reshape(s * n, k).astype(np.float64)
+            if self.method_ == "temperature":
+                with np.errstate(divide="ignore"):
+                    flat = np.log(flat)
+            if out is None:
+                out = np.empty((n_samples, n, k), dtype=S.dtype)
+            out[at:at + s] = self._calibrate(flat).reshape(s, n, k)
+            at += s
+        return out
 
 
 def _fold_ids(y: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
