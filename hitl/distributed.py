@@ -783,7 +783,8 @@ class Prelabeler:
     progress : bool, default False
         A tqdm bar counting rows.
     callback : callable, optional
-        ``callback(shard_index, rows_done)`` after each shard arrives (driver side).
+        ``callback(shard_index, rows_done)`` after each shard arrives (driver side);
+        ``rows_done`` counts the rows delivered so far.
 
     Attributes
     ----------
@@ -791,6 +792,8 @@ class Prelabeler:
         ``"in-process"`` or ``"ray"``: where the last call ran.
     n_lost_ : int
         Shard runs lost to dead actors and run again in the last call.
+    rows_done_ : int
+        Rows delivered in the last call (each exactly once: equals the rows asked for).
     timings_ : dict
         Seconds spent in the last call (``probe``, ``put``, ``total``) and the estimate
         the automatic choice made (``estimate_in_process``, ``estimate_ray``).
@@ -860,6 +863,7 @@ class Prelabeler:
         shard_rows = int(self.shard_rows or settings.shard_rows)
         bounds = shard_bounds(n, shard_rows)
         self.n_lost_ = 0
+        self.rows_done_ = 0
         self.timings_: dict[str, float] = {}
         out_box: dict[str, np.ndarray] = {}
         bar = _bar(n, self.progress, self.method)
@@ -881,7 +885,7 @@ class Prelabeler:
                     probes.append((int(b[1] - b[0]), time.perf_counter() - t0))
                     self._store(out_box, n, b, value)
                     bar.update(int(b[1] - b[0]))
-                    self._notify(i, int(b[1]))
+                    self._notify(i, int(b[1] - b[0]))
                 first = len(probes)
                 self.timings_["probe"] = sum(p[1] for p in probes)
                 backend = self._decide(model, X, n - sum(p[0] for p in probes), len(bounds) - first, probes,
@@ -894,7 +898,7 @@ class Prelabeler:
                 for i, b in enumerate(rest, start=first):
                     self._store(out_box, n, b, _run_rows(model, self.method, X, *b, _sub(rows, b)))
                     bar.update(int(b[1] - b[0]))
-                    self._notify(i, int(b[1]))
+                    self._notify(i, int(b[1] - b[0]))
         finally:
             bar.close()
         self.backend_ = backend
@@ -906,9 +910,10 @@ class Prelabeler:
     __call__ = predict_proba
 
     # -- internals ----------------------------------------------------------------------
-    def _notify(self, shard: int, rows_done: int) -> None:
+    def _notify(self, shard: int, rows: int) -> None:
+        self.rows_done_ += rows
         if self.callback is not None:
-            self.callback(shard, rows_done)
+            self.callback(shard, self.rows_done_)
 
     @staticmethod
     def _store(out_box: dict, n: int, b: np.ndarray, value: np.ndarray) -> None:
@@ -940,8 +945,10 @@ class Prelabeler:
         the actors, plus what is not paid yet: Ray's start, the actors' start, the copy
         of the pool to the object store, a few milliseconds per shard.
         """
-        rate_local = probes[0][1] / max(probes[0][0], 1)
         rate_actor = probes[-1][1] / max(probes[-1][0], 1)
+        # The first shard may carry one-off costs (lazy loading, compiling); with fewer
+        # threads the second can only be slower, so it bounds the first.
+        rate_local = min(probes[0][1] / max(probes[0][0], 1), rate_actor)
         est_local = rate_local * remaining
         info = cluster_info()
         gpu = _wants_gpu(model, self.num_gpus, info)
@@ -1005,7 +1012,7 @@ class Prelabeler:
             b = bounds[s]
             self._store(out_box, n, b, value)
             bar.update(int(b[1] - b[0]))
-            self._notify(s + first, int(b[1]))
+            self._notify(s + first, int(b[1] - b[0]))
 
         self.n_lost_ = _dispatch(pool, len(bounds), submit, on_result)
 

@@ -298,8 +298,11 @@ def test_killed_actor_loses_and_duplicates_no_row(ray_session):
     seen = []
     killed = []
 
+    counts = []
+
     def kill_one(shard, rows_done):
         seen.append(shard)
+        counts.append(rows_done)
         if not killed:
             pool = distributed._POOL["pool"]
             killed.append(ray.get(pool.actors[0].pid.remote()))
@@ -309,6 +312,7 @@ def test_killed_actor_loses_and_duplicates_no_row(ray_session):
     out = p.predict_proba(SlowEcho(0.05), X)
     np.testing.assert_array_equal(out, X)  # every row, in pool order
     assert sorted(seen) == list(range(24))  # each shard delivered exactly once
+    assert counts == sorted(counts) and counts[-1] == p.rows_done_ == n
     assert p.n_lost_ >= 1  # the killed actor had work in flight, and it was run again
     pool = distributed._POOL["pool"]
     assert pool.replaced >= 1
