@@ -11,7 +11,7 @@ Examples
 ['Budget', 'Curve', 'HITer']
 """
 
-from . import errors, models
+from . import errors, impact, models
 from .engine import Curve, LabelingProject, RunResult
 from .errors import HitlError
 from .human import HumanWorkforce
@@ -36,5 +36,6 @@ __all__ = [
     "Store",
     "Workforce",
     "errors",
+    "impact",
     "models",
 ]

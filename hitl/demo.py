@@ -57,6 +57,8 @@ def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: i
     result.curve.plot(path=str(out / "curve.png"))
     summary = dict(result.summary, seconds=round(seconds, 2), pool="digits (scikit-learn)", hiters=len(crowd.hiters),
                    answers_per_item=answers_per_item, strategy=strategy, store=str(store_path))
+    card = project.scorecard(out / "scorecard")
+    summary["scorecard"] = str(out / "scorecard" / "scorecard.html")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain))
     result.labels.to_csv(out / "labels.csv", index=False)
     if verbose:
@@ -68,7 +70,8 @@ def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: i
               f"{summary['unroutable']} unroutable.")
         print(f"label accuracy {summary['label_accuracy']:.3f} (human + auto-accepted: {summary['accepted_accuracy']:.3f}), "
               f"model accuracy {summary['model_accuracy']:.3f}; paid to HITers: {summary['paid']}; {seconds:.1f} s.")
-        print(f"wrote {out / 'curve.png'}, {out / 'summary.json'}, {out / 'labels.csv'}")
+        print(card.summary())
+        print(f"wrote {out / 'curve.png'}, {out / 'summary.json'}, {out / 'labels.csv'}, {summary['scorecard']}")
     return summary
 
 

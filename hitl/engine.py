@@ -139,6 +139,12 @@ class LabelingProject:
     prior_mix : float, default 0.1
         The model prior is mixed with this much of a flat distribution, so a confident
         model cannot outvote several agreeing HITers.
+    wages : hitl.impact.WageTable, path or DataFrame, optional
+        Local minimum wages (country, currency, hourly amount, source, date); default:
+        the example table shipped with ``hitl``.
+    pay : dict, optional
+        More settings of the :class:`hitl.impact.Ledger` (``floor_multiple``, ``split``,
+        ``currency``, ``period``, ...).
     eval_set : (X_test, y_test), optional
         Held-out data to report the model's accuracy each round.
     y_true : array, optional
@@ -182,6 +188,8 @@ class LabelingProject:
         start_date: _dt.date | None = None,
         rounds_per_day: int = 1,
         prior_mix: float = 0.1,
+        wages: Any = None,
+        pay: dict | None = None,
         eval_set: tuple[Any, Any] | None = None,
         y_true: Sequence[int] | None = None,
         random_state: int = 0,
@@ -247,9 +255,11 @@ class LabelingProject:
         self._wback = np.full(int(self._wpos.max()) + 1, -1, dtype=np.int64)
         self._wback[self._wpos] = np.arange(len(self._wpos))
         self._countries = [h.country for h in workforce.hiters]
-        self._wage = np.array([h.hourly_min_wage for h in workforce.hiters], dtype=np.float64)
-        self._currency = workforce.hiters[0].currency
         self._n_store_workers = int(self._wpos.max()) + 1
+        from .impact import Ledger
+
+        # Pay, price and split of every task; the settings are recorded in the store.
+        self.ledger = Ledger(self.store, wages, fair_multiple=fair_pay_multiple, **(pay or {}))
         self._new_audits = np.zeros(0, np.int64)
         bind = getattr(workforce, "bind", None)
         if callable(bind):
@@ -359,23 +369,37 @@ class LabelingProject:
             if len(routing.unroutable) == len(items):
                 return self.step(batch_size) if len(candidates) > len(routing.unroutable) else "no_eligible_hiters"
             return "no_eligible_hiters"
-        pay, price = self._price(a_workers)
+        pay, price = self._price(r, a_items, a_workers, record=False)
         keep = self._within_money(price)
         if not keep.any():
             return "budget"
-        a_items, a_workers, pay, price = a_items[keep], a_workers[keep], pay[keep], price[keep]
+        a_items, a_workers = a_items[keep], a_workers[keep]
+        pay, price = self._price(r, a_items, a_workers, record=True)
         a_kinds = [k_ for k_, ok in zip(a_kinds, keep.tolist()) if ok]
         stats = dict(state["point"], selected=int(len(np.unique(routing.items))), audits=int(len(audits)),
                      gold_tasks=int(len(gold_items)))
         proba = state["proba"]
         prior_rows = proba[a_items] if proba is not None else np.full((len(a_items), len(self.classes)), 1 / len(self.classes))
-        self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats, pay_cents=pay,
-                               price_cents=price, priors=(a_items, prior_rows))
+        self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats,
+                               pay_cents=self.ledger.to_cents(pay), price_cents=self.ledger.to_cents(price),
+                               priors=(a_items, prior_rows))
         try:
             self._complete_round(r)
         except AnswersPending:
             return "waiting"
         return None
+
+    def scorecard(self, out: Any = None, **kwargs: Any) -> Any:
+        """The impact ScoreCard of this project (:class:`hitl.impact.ScoreCard`); written to ``out`` when given."""
+        from .impact import ScoreCard
+
+        last = max(len(self.store.rounds()) - 1, 0)
+        kwargs.setdefault("as_of", self.start_date + _dt.timedelta(days=self._day(last)))
+        kwargs.setdefault("max_tenure_days", self.router.max_tenure_days)
+        card = ScoreCard.from_store(self.store, ledger=self.ledger, **kwargs)
+        if out is not None:
+            card.write(out)
+        return card
 
     def result(self) -> RunResult:
         """The current labels and curve, without running anything."""
@@ -395,13 +419,14 @@ class LabelingProject:
             routing = self._route(r, more_items, per_item=1, rng=rng, budget_answers=answers_left)
             if len(routing.items) == 0:
                 break
-            pay, price = self._price(routing.workers)
+            pay, price = self._price(r, routing.items, routing.workers, record=False)
             keep = self._within_money(price)
             if not keep.any():
                 break
             kinds = self._kinds_of(routing.items[keep])
+            pay, price = self._price(r, routing.items[keep], routing.workers[keep], record=True)
             self.store.add_assignments(r, routing.items[keep], self._wpos[routing.workers[keep]], kind=kinds,
-                                       pay_cents=pay[keep], price_cents=price[keep])
+                                       pay_cents=self.ledger.to_cents(pay), price_cents=self.ledger.to_cents(price))
             wave += 1
         self._close_round(r)
 
@@ -447,6 +472,7 @@ class LabelingProject:
         stats["human_answers_after"] = self.store.n_answers()
         self._grant_skills(r)
         self.store.finish_round(r, stats, labels=labels)
+        self.ledger.settle()  # top up anyone below the floor over the round just closed
 
     # ------------------------------------------------------------------ aggregation
     def _posteriors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -705,17 +731,15 @@ class LabelingProject:
                                round_no=r)
 
     # ------------------------------------------------------------------ money
-    def _price(self, workers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """HITer pay and client price per task, fixed when the task is assigned (cents)."""
-        ans = self.store.answers()
-        median_seconds = float(np.median(ans["seconds"])) if len(ans["seconds"]) else DEFAULT_TASK_SECONDS
-        pay = np.ceil(self._wage[workers] * self.fair_pay_multiple * median_seconds / 3600.0 * 100.0).astype(np.int64)
-        pay = np.maximum(pay, 1)
-        price = -(-pay * 100 // HITER_SHARE_PERCENT)  # the HITer's share of the price is at least 60%
-        return pay, price
+    def _price(self, r: int, items: np.ndarray, workers: np.ndarray, record: bool) -> tuple[np.ndarray, np.ndarray]:
+        """HITer pay and client price per task (micros), fixed in the ledger when the task is assigned."""
+        return self.ledger.quote(r, items, self._wpos[workers], record=record)
 
     def _money_left(self) -> int | None:
-        return self.budget.remaining_cents(self.store.spent_cents())
+        """Client money still allowed, in micros (None: unlimited)."""
+        if self.budget.money is None:
+            return None
+        return max(0, int(round(float(self.budget.money) * 1_000_000)) - self.ledger.spent_micros())
 
     def _within_money(self, price: np.ndarray) -> np.ndarray:
         left = self._money_left()
@@ -771,8 +795,8 @@ class LabelingProject:
             "confidence": self.router.confidence if self.router.guarantee else None,
             "audited": point.get("audited"),
             "rounds": sum(r["status"] == "done" for r in self.store.rounds()),
-            "paid": {c: v / 100 for c, v in self.store.payments_total().items()},
-            "spent": self.store.spent_cents() / 100,
+            "paid": {self.ledger.currency: self.ledger.totals()["hiter_micros"] / 1_000_000},
+            "spent": self.ledger.spent_micros() / 1_000_000,
             "unroutable": len(unroutable),
             "unroutable_items": sorted(unroutable)[:50],
             "skills_gained": len(self.store.events("skill_gained")),
@@ -781,10 +805,6 @@ class LabelingProject:
         if write:
             self.store.log("finished", summary)
         return RunResult(labels=df, curve=curve, summary=summary, stop_reason=reason)
-
-
-DEFAULT_TASK_SECONDS = 10.0
-HITER_SHARE_PERCENT = 60
 
 
 def one_coin_posteriors(task: np.ndarray, worker: np.ndarray, label: np.ndarray, *, n_tasks: int, n_workers: int,

@@ -38,7 +38,8 @@ class Budget:
     answers : int, optional
         Most human answers, all rounds together (None: no limit).
     money : float, optional
-        Most money paid to HITers, in the settlement currency (None: no limit).
+        Most money the client pays (HITers' pay and the platform's and programme's
+        shares), in the settlement currency (None: no limit).
 
     Examples
     --------
