@@ -6,10 +6,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hitl.aggregation import DawidSkene, MajorityVote, ds_e_step, ds_m_step, ds_m_step_sums
-from hitl.errors import NotFittedError, ValidationError
+from hitl.aggregation import (
+    GLAD,
+    MACE,
+    METHODS as BY_NAME,
+    DawidSkene,
+    MajorityVote,
+    OneCoinDawidSkene,
+    Wawa,
+    ds_e_step,
+    ds_m_step,
+    ds_m_step_sums,
+)
+from hitl.errors import ConfigError, NotFittedError, ValidationError
 
-METHODS = [MajorityVote, DawidSkene]
+METHODS = [MajorityVote, Wawa, DawidSkene, OneCoinDawidSkene, GLAD, MACE]
+EM = [DawidSkene, OneCoinDawidSkene, GLAD, MACE]
 
 
 def simulate(n_tasks=400, n_workers=30, k=3, per_task=5, seed=0, acc_range=(0.55, 0.95)):
@@ -40,11 +52,81 @@ def test_posteriors_shape_sum_and_labels(cls):
     assert abs(agg.class_prior_.sum() - 1.0) < 1e-9
 
 
-def test_dawid_skene_beats_majority_with_mixed_workers():
+@pytest.mark.parametrize("cls", EM)
+def test_em_methods_beat_majority_with_mixed_workers(cls):
     t, w, y, truth, _ = simulate(n_tasks=600, n_workers=20, per_task=3, acc_range=(0.35, 0.98), seed=3)
     mv = (MajorityVote().fit(t, w, y).labels_ == truth).mean()
-    ds = (DawidSkene().fit(t, w, y).labels_ == truth).mean()
-    assert ds > mv + 0.02
+    em = (cls().fit(t, w, y).labels_ == truth).mean()
+    assert em > mv + 0.02
+
+
+def test_method_names():
+    assert set(BY_NAME) == {"mv", "wawa", "ds", "onecoin", "glad", "mace"}
+    assert BY_NAME["ds"] is DawidSkene
+
+
+def test_wawa_weights_follow_agreement():
+    t, w, y, truth, acc = simulate(n_tasks=1000, n_workers=15, per_task=5, seed=8)
+    skills = Wawa().fit(t, w, y).skills_
+    assert np.corrcoef(skills, acc)[0, 1] > 0.9
+
+
+def test_one_coin_and_glad_and_mace_worker_parameters():
+    t, w, y, truth, acc = simulate(n_tasks=2000, n_workers=15, per_task=5, seed=9)
+    oc = OneCoinDawidSkene().fit(t, w, y)
+    assert np.abs(oc.skills_ - acc).max() < 0.06
+    glad = GLAD().fit(t, w, y)
+    assert np.corrcoef(glad.alphas_, acc)[0, 1] > 0.9
+    assert glad.betas_.shape == (2000,) and (glad.betas_ > 0).all()
+    mace = MACE().fit(t, w, y)
+    assert np.corrcoef(mace.competence_, acc)[0, 1] > 0.9
+    np.testing.assert_allclose(mace.spam_.sum(axis=1), 1.0)
+
+
+def test_mace_finds_a_worker_who_always_gives_the_same_label():
+    t, w, y, truth, acc = simulate(n_tasks=800, n_workers=10, per_task=5, seed=10)
+    y = y.copy()
+    y[w == 0] = 2
+    mace = MACE().fit(t, w, y)
+    assert mace.competence_[0] < 0.15
+    assert mace.spam_[0].argmax() == 2
+    assert mace.competence_[1:].min() > 0.3
+
+
+@pytest.mark.parametrize("cls", EM)
+def test_em_bad_settings(cls):
+    with pytest.raises(ConfigError):
+        cls(n_iter=0).fit([0, 1], [0, 0], [0, 1])
+    with pytest.raises(ConfigError):
+        cls(dtype="int8").fit([0, 1], [0, 0], [0, 1])
+
+
+@pytest.mark.parametrize("cls", EM)
+def test_float32_matches_float64(cls):
+    t, w, y, truth, _ = simulate(seed=11)
+    a = cls(dtype="float64").fit(t, w, y)
+    b = cls(dtype="float32").fit(t, w, y)
+    assert b.posteriors_.dtype == np.float64
+    assert np.abs(a.posteriors_ - b.posteriors_).max() < 1e-3
+    assert (a.labels_ == b.labels_).mean() > 0.99
+
+
+def test_unsorted_answers_give_the_same_result():
+    t, w, y, _, _ = simulate(seed=12)
+    perm = np.random.default_rng(0).permutation(len(t))
+    a = DawidSkene().fit(t, w, y)
+    b = DawidSkene().fit(t[perm], w[perm], y[perm])
+    np.testing.assert_allclose(a.posteriors_, b.posteriors_, atol=1e-9)
+
+
+def test_many_answers_per_task_do_not_underflow():
+    # 400 answers on each task: a product of likelihoods far below the float64 range
+    t, w, y, truth, _ = simulate(n_tasks=30, n_workers=400, per_task=400, seed=13, acc_range=(0.3, 0.6))
+    for cls in EM:
+        agg = cls().fit(t, w, y)
+        assert np.isfinite(agg.posteriors_).all()
+        np.testing.assert_allclose(agg.posteriors_.sum(axis=1), 1.0, atol=1e-9)
+        assert np.isfinite(agg.log_likelihood_).all()
 
 
 def test_dawid_skene_recovers_worker_accuracy():

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import NotFittedError, ValidationError
+from ._kernels import row_argmax
 
 __all__ = ["BaseAggregator", "check_answers", "check_prior"]
 
@@ -138,6 +139,15 @@ def check_prior(prior: Any, n_tasks: int, n_classes: int) -> np.ndarray:
 
 def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Dense codes and uniques, sorted when the values can be ordered."""
+    arr = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if arr.dtype.kind in "iu" and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo >= 0 and hi <= 4 * arr.size + 1024:
+            # Small non-negative integers (the usual case for ids already made dense):
+            # presence table and cumulative sum, linear time, already sorted.
+            present = np.bincount(arr, minlength=hi + 1) > 0
+            remap = np.cumsum(present) - 1
+            return remap[arr].astype(np.int64, copy=False), pd.Index(np.flatnonzero(present).astype(arr.dtype))
     try:
         codes, uniques = pd.factorize(values, sort=True)
     except TypeError:  # mixed types that do not compare: keep first-seen order
@@ -222,7 +232,7 @@ class BaseAggregator:
         self.n_tasks_, self.n_workers_, self.n_classes_ = nt, nw, k
         self._fit_arrays(t, w, y, nt, nw, k, p)
         self.posteriors_ = np.ascontiguousarray(self.posteriors_, dtype=np.float64)
-        self.labels_ = self.posteriors_.argmax(axis=1).astype(np.int64)
+        self.labels_ = row_argmax(self.posteriors_)
         return self
 
     def _fit_arrays(self, task, worker, label, n_tasks, n_workers, n_classes, prior) -> None:  # pragma: no cover

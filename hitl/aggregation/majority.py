@@ -36,15 +36,40 @@ def majority_posteriors(
     return weighted_vote_posteriors(task, label, n_tasks, n_classes, None, prior)
 
 
-def _finish_confusions(agg: BaseAggregator, task, worker, label, n_workers) -> None:
-    from .dawid_skene import confusions_from_posteriors
+class _VoteAggregator(BaseAggregator):
+    """Vote counters: ``confusions_`` and ``class_prior_`` are computed on first access
+    (a vote needs neither, and on millions of answers they cost more than the vote)."""
 
-    agg.confusions_ = confusions_from_posteriors(agg.posteriors_, task, worker, label, n_workers)
-    answered = np.bincount(task, minlength=agg.posteriors_.shape[0]) > 0
-    agg.class_prior_ = agg.posteriors_[answered].mean(axis=0)
+    def _keep_answers(self, task, worker, label, n_workers) -> None:
+        self._answers = (task, worker, label, n_workers)
+        self.__dict__.pop("_confusions", None)
+        self.__dict__.pop("_class_prior", None)
+
+    @property
+    def confusions_(self) -> np.ndarray:
+        """Each worker's answers against the posteriors, row-normalised: ``[w, true, given]``."""
+        if "_confusions" not in self.__dict__:
+            from .dawid_skene import confusions_from_posteriors
+
+            self._check_fitted()
+            task, worker, label, n_workers = self._answers
+            self._confusions = confusions_from_posteriors(self.posteriors_, task, worker, label, n_workers)
+        return self._confusions
+
+    @property
+    def class_prior_(self) -> np.ndarray:
+        """Mean posterior over the tasks that have answers."""
+        if "_class_prior" not in self.__dict__:
+            from ._kernels import answered_sum
+
+            self._check_fitted()
+            task = self._answers[0]
+            answered = np.bincount(task, minlength=self.posteriors_.shape[0]) > 0
+            self._class_prior = answered_sum(self.posteriors_, answered) / max(int(answered.sum()), 1)
+        return self._class_prior
 
 
-class MajorityVote(BaseAggregator):
+class MajorityVote(_VoteAggregator):
     """Majority vote: the posterior of a task is its share of votes per class.
 
     Ties go to the smallest class index (deterministic). With a ``prior``, the
@@ -74,10 +99,10 @@ class MajorityVote(BaseAggregator):
 
     def _fit_arrays(self, task, worker, label, n_tasks, n_workers, n_classes, prior) -> None:
         self.posteriors_ = majority_posteriors(task, label, n_tasks, n_classes, prior)
-        _finish_confusions(self, task, worker, label, n_workers)
+        self._keep_answers(task, worker, label, n_workers)
 
 
-class Wawa(BaseAggregator):
+class Wawa(_VoteAggregator):
     """Worker Agreement With Aggregate: a vote weighted by each worker's agreement with majority vote.
 
     Each worker's weight is the share of their answers that match the majority label
@@ -119,7 +144,7 @@ class Wawa(BaseAggregator):
         skills = np.where(denom > 0, (hits + 0.5 * s) / np.where(denom > 0, denom, 1.0), 0.0)
         prior_weight = 1.0
         if prior is not None:
-            answered = n_tasks_answered = np.bincount(task, minlength=n_tasks) > 0
+            answered = np.bincount(task, minlength=n_tasks) > 0
             n_tasks_answered = int(answered.sum())
             # the classifier's agreement with the majority, over the tasks people answered
             prior_weight = float((prior.argmax(axis=1) == mv_label)[answered].sum() / max(n_tasks_answered, 1))
@@ -127,4 +152,4 @@ class Wawa(BaseAggregator):
         self.posteriors_ = weighted_vote_posteriors(
             task, label, n_tasks, n_classes, skills[worker], prior, prior_weight
         )
-        _finish_confusions(self, task, worker, label, n_workers)
+        self._keep_answers(task, worker, label, n_workers)
