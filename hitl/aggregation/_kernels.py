@@ -1,13 +1,16 @@
 """Compiled inner loops shared by the EM aggregators.
 
 Each kernel is one pass over the flat answer arrays (no per-answer Python work). They
-keep the dtype of their float input, so EM can run in float32 or float64.
+keep the dtype of their float input, so EM can run in float32 or float64. All are
+serial: on two cores, numba's parallel loops were slower here than plain ones (the
+loops are short and memory-bound, and the parallel versions optimise worse), and a
+serial sum adds in one fixed order, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 __all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows",
            "one_coin_scores", "answer_posterior", "csr_em_step", "row_argmax"]
@@ -79,10 +82,10 @@ def _gather_answer_post(post, task, label, out):  # pragma: no cover - compiled
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _normalize_rows(counts):  # pragma: no cover - compiled
     n, k = counts.shape
-    for t in prange(n):
+    for t in range(n):
         s = 0.0
         for j in range(k):
             s += counts[t, j]
@@ -96,11 +99,11 @@ def _normalize_rows(counts):  # pragma: no cover - compiled
     return counts
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _softmax_rows(scores):  # pragma: no cover - compiled
     n, k = scores.shape
     total = 0.0
-    for t in prange(n):
+    for t in range(n):
         m = scores[t, 0]
         for j in range(1, k):
             if scores[t, j] > m:
@@ -117,33 +120,6 @@ def _softmax_rows(scores):  # pragma: no cover - compiled
     return total
 
 
-# Fixed number of accumulation chunks for the parallel M-step sums: the order of the
-# floating-point additions, hence the result to the last bit, does not depend on how
-# many threads the machine has.
-N_CHUNKS = 8
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _answer_class_sums_chunked(post, task, rowidx, n_rows, n_chunks):  # pragma: no cover - compiled
-    k = post.shape[1]
-    m = task.shape[0]
-    acc = np.zeros((n_chunks, n_rows, k), dtype=np.float64)
-    step = (m + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        stop = min(m, (c + 1) * step)
-        for i in range(c * step, stop):
-            r = rowidx[i]
-            t = task[i]
-            for j in range(k):
-                acc[c, r, j] += post[t, j]
-    out = np.zeros((n_rows, k), dtype=np.float64)
-    for c in range(n_chunks):
-        for r in range(n_rows):
-            for j in range(k):
-                out[r, j] += acc[c, r, j]
-    return out
-
-
 _RESCALE = 1e100
 _LOG_RESCALE = 230.25850929940458  # log(1e100)
 
@@ -152,85 +128,74 @@ def _make_em_kernel(K: int):
     """Build the fused EM kernel for ``K`` classes (``K = 0``: any number).
 
     With ``K`` a compile-time constant the per-class loops unroll and the scratch row
-    lives in registers, about twice as fast as the generic kernel.
+    lives in registers, about twice as fast as the generic kernel. The kernel is
+    serial on purpose: numba's parallel version of this loop took about twice as long
+    on two cores as the serial one, and as long even when given a single chunk of work.
     """
 
-    @njit(cache=True, nogil=True, parallel=True)
-    def kernel(ptable, rowmin, rowidx, indptr, prior, prior_stride, out, n_chunks, sums, class_sums):
+    @njit(cache=True, nogil=True)
+    def kernel(ptable, rowmin, rowidx, indptr, prior, prior_stride, out, sums, class_sums):
         # pragma: no cover - compiled
         # The E-step in probability space, fused with the next M-step's sums.
         #
         # E: multiply the prior row by each answer's likelihood row, then normalise:
-        # one log per task (for the likelihood) instead of k exponentials. ``lb`` is a
-        # lower bound of the row's largest entry (it shrinks by at most the smallest
-        # entry of each likelihood row); only when it gets small is the true maximum
-        # looked at and the row rescaled by 1e100, so nothing underflows.
+        # no exponential at all. ``lb`` is a lower bound of the row's largest entry
+        # (it shrinks by at most the smallest entry of each likelihood row); only when
+        # it gets small is the true maximum looked at and the row rescaled by 1e100,
+        # so nothing underflows.
         # M sums: while the posterior row is hot, add it to the (worker, given label)
         # rows of each of the task's answers, and to the class totals.
-        # Tasks go in a fixed number of chunks, each with its own accumulators, added
-        # up in chunk order: the result does not depend on the number of threads.
         n = out.shape[0]
         k = out.shape[1] if K == 0 else K
-        n_rows = sums.shape[0]
-        step = (n + n_chunks - 1) // n_chunks
-        partial = np.zeros(n_chunks, dtype=np.float64)
-        acc_sums = np.zeros((n_chunks, n_rows, k), dtype=np.float64)
-        acc_class = np.zeros((n_chunks, k), dtype=np.float64)
-        for c in prange(n_chunks):
-            acc = np.empty(k, dtype=np.float64)
-            cls = np.zeros(k, dtype=np.float64)
-            chunk_sums = acc_sums[c]
-            total = 0.0
-            for t in range(c * step, min(n, (c + 1) * step)):
-                start, stop = indptr[t], indptr[t + 1]
-                p = t * prior_stride  # row t of a per-task prior, else row 0
-                lb = 0.0
+        acc = np.empty(k, dtype=np.float64)
+        total = 0.0
+        # The log-likelihood is a sum of logs of the row sums (s <= 1, or <= k just
+        # after a rescale): multiply them up and take one log whenever the product
+        # leaves [1e-100, 1e100], not one log per task.
+        prod = 1.0
+        for t in range(n):
+            start, stop = indptr[t], indptr[t + 1]
+            p = t * prior_stride  # row t of a per-task prior, else row 0
+            lb = 0.0
+            for j in range(k):
+                acc[j] = prior[p, j]
+                lb = max(lb, acc[j])
+            n_rescale = 0
+            for a in range(start, stop):
+                r = rowidx[a]
                 for j in range(k):
-                    acc[j] = prior[p, j]
-                    lb = max(lb, acc[j])
-                n_rescale = 0
+                    acc[j] *= ptable[r, j]
+                lb *= rowmin[r]
+                if lb < 1e-200:
+                    mx = 0.0
+                    for j in range(k):
+                        mx = max(mx, acc[j])
+                    if mx < 1e-100:
+                        for j in range(k):
+                            acc[j] *= _RESCALE
+                        mx *= _RESCALE
+                        n_rescale += 1
+                    lb = mx
+            s = 0.0
+            for j in range(k):
+                s += acc[j]
+            inv = 1.0 / s
+            for j in range(k):
+                acc[j] *= inv
+                out[t, j] = acc[j]
+            prod *= s
+            if prod < 1e-100 or prod > 1e100:
+                total += np.log(prod)
+                prod = 1.0
+            total -= n_rescale * _LOG_RESCALE
+            if stop > start:
+                for j in range(k):
+                    class_sums[j] += acc[j]
                 for a in range(start, stop):
                     r = rowidx[a]
                     for j in range(k):
-                        acc[j] *= ptable[r, j]
-                    lb *= rowmin[r]
-                    if lb < 1e-200:
-                        mx = 0.0
-                        for j in range(k):
-                            mx = max(mx, acc[j])
-                        if mx < 1e-100:
-                            for j in range(k):
-                                acc[j] *= _RESCALE
-                            mx *= _RESCALE
-                            n_rescale += 1
-                        lb = mx
-                s = 0.0
-                for j in range(k):
-                    s += acc[j]
-                inv = 1.0 / s
-                for j in range(k):
-                    acc[j] *= inv
-                    out[t, j] = acc[j]
-                total += np.log(s) - n_rescale * _LOG_RESCALE
-                if stop > start:
-                    for j in range(k):
-                        cls[j] += acc[j]
-                    for a in range(start, stop):
-                        r = rowidx[a]
-                        for j in range(k):
-                            chunk_sums[r, j] += acc[j]
-            partial[c] = total
-            for j in range(k):
-                acc_class[c, j] = cls[j]
-        result = 0.0
-        for c in range(n_chunks):
-            result += partial[c]
-            for j in range(k):
-                class_sums[j] += acc_class[c, j]
-            for r in range(n_rows):
-                for j in range(k):
-                    sums[r, j] += acc_sums[c, r, j]
-        return result
+                        sums[r, j] += acc[j]
+        return total + np.log(prod)
 
     return kernel
 
@@ -258,10 +223,8 @@ def answer_class_sums(post: np.ndarray, task: np.ndarray, rowidx: np.ndarray, n_
     Accumulates in float64 whatever the dtype of ``post``: these are the M-step sums,
     and a distributed run adds them up across shards.
     """
-    if task.shape[0] < 100_000:
-        out = np.zeros((n_rows, post.shape[1]), dtype=np.float64)
-        return _answer_class_sums(np.ascontiguousarray(post), task, rowidx, out)
-    return _answer_class_sums_chunked(np.ascontiguousarray(post), task, rowidx, n_rows, N_CHUNKS)
+    out = np.zeros((n_rows, post.shape[1]), dtype=np.float64)
+    return _answer_class_sums(np.ascontiguousarray(post), task, rowidx, out)
 
 
 def softmax_rows(scores: np.ndarray) -> tuple[np.ndarray, float]:
@@ -354,5 +317,5 @@ def csr_em_step(prob_table: np.ndarray, rowidx_by_task: np.ndarray, indptr: np.n
     sums = np.zeros((n_rows, k), dtype=np.float64)
     class_sums = np.zeros(k, dtype=np.float64)
     total = _em_kernel(k)(table, table.min(axis=1), rowidx_by_task, indptr, pr, np.int64(1 if per_task else 0),
-                          out, N_CHUNKS, sums, class_sums)
+                          out, sums, class_sums)
     return out, float(total), sums, class_sums
