@@ -262,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-iter", type=int, default=20, help="EM iterations of both Dawid-Skenes on the synthetic case")
     ap.add_argument("--reuse-reference", action="store_true",
                     help="reuse crowd-kit's real-data results from an earlier run (marked in the JSON)")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the sections of an existing result file that this run skips")
     ap.add_argument("--out", default=str(RESULTS / "aggregation.json"))
     args = ap.parse_args(argv)
     import crowdkit
@@ -286,6 +288,14 @@ def main(argv=None) -> int:
         result["synthetic"] = run_synthetic(args.synthetic_tasks, 3, 2000, 5, args.n_iter, args.repeats,
                                             args.reference_repeats)
     out = Path(args.out)
+    if args.merge and out.is_file():
+        old = json.loads(out.read_text())
+        for key in ("datasets", "summary", "synthetic"):
+            if key not in result and key in old:
+                result[key] = old[key]
+                result.setdefault("kept_from_earlier_run", []).append(key)
+        if "datasets" in result and "datasets" in old and result["datasets"] is old["datasets"]:
+            result["methods"] = old.get("methods", result["methods"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     out.with_suffix(".md").write_text(markdown(result))
