@@ -335,10 +335,12 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     target = 0.99 * result["median_full_pool_accuracy"]
     order = sorted(result["strategies"], key=lambda s: -result["strategies"][s]["median_auc"])
-    for s in order:
+    palette = plt.cm.tab20(np.linspace(0, 1, 20))
+    for i, s in enumerate(order):
         rec = result["strategies"][s]
         c = rec["median_curve"]
-        style = {"random": dict(color="black", ls="--"), "modal_margin": dict(color="grey", ls=":", lw=2.5)}.get(s, {})
+        style = {"random": dict(color="black", ls="--"), "modal_margin": dict(color="grey", ls=":", lw=2.5)}.get(
+            s, dict(color=palette[(2 * i) % 20 + (i // 10) % 2]))
         lab = rec["median_labels_to_99"]
         ax.plot(c["labels"], c["accuracy"], label=f"{s} ({'>' + str(result['budget']) if lab is None else int(lab)})",
                 lw=style.pop("lw", 1.4), **style)
@@ -363,7 +365,8 @@ def markdown(results: list[dict]) -> str:
         "",
         "Median over random splits; every strategy runs the same loop on the same splits and seed labels; "
         "`modal_margin` is modAL's `margin_sampling` in that loop. AUC is the mean test accuracy over the "
-        "label budget. `>B` means the median split did not reach the target within the budget B.",
+        "label budget. `>B` means the median split did not reach the target within the budget B. "
+        "Choosing time is the median per run (all rounds), committee training included.",
         "",
     ]
     for r in results:
@@ -372,7 +375,7 @@ def markdown(results: list[dict]) -> str:
             f"{r['seed_labels']} seed labels, batches of {r['batch_size']}, {r['n_test']} test items, "
             f"{r['n_splits']} splits; full-pool accuracy {r['median_full_pool_accuracy']:.4f})",
             "",
-            "| strategy | labels to 99% | vs modAL margin | splits reaching | AUC | AUC − random | selection s/run |",
+            "| strategy | labels to 99% | vs modAL margin | splits reaching | AUC | AUC − random | choosing, s/run |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         order = sorted(r["strategies"], key=lambda s: (r["strategies"][s]["median_labels_to_99"] or 1e9,
@@ -383,7 +386,7 @@ def markdown(results: list[dict]) -> str:
             saved = rec.get("labels_saved_vs_modal_margin")
             lines.append(
                 f"| {s} | {'>' + str(r['budget']) if lab is None else int(lab)} | "
-                f"{'' if saved is None else f'{-saved:+.0%}'} | {rec['n_splits_reaching_99']}/{r['n_splits']} | "
+                f"{'' if saved is None else f'{0.0 - saved + 0.0:+.0%}'} | {rec['n_splits_reaching_99']}/{r['n_splits']} | "
                 f"{rec['median_auc']:.4f} | {rec['auc_minus_random']:+.4f} | {rec['median_choose_seconds_per_run']:.2f} |"
             )
         lines += ["", f"![{r['dataset']} label-efficiency curves](label_cost_{r['dataset']}.png)", ""]

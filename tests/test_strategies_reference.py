@@ -289,3 +289,23 @@ def test_cluster_margin_spreads_the_batch() -> None:
     spread = select("cluster_margin", 2, proba=P, X=X, margin_multiple=50)
     assert (plain.indices < 50).all()
     assert sorted(i >= 50 for i in spread.indices) == [False, True]
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 20])
+def test_entropy_pruning_is_exact_on_mixed_rows(k) -> None:
+    # Peaked, flat and two-peaked rows, rows off 1 on both sides of the slack,
+    # and float32 rounding: the pruned selection must equal full scoring.
+    rng = np.random.default_rng(k)
+    n = 90_000
+    parts = [rng.dirichlet(np.full(k, a), size=n // 6) for a in (0.05, 0.3, 1.0, 5.0)]
+    two = rng.dirichlet(np.full(k, 0.05), size=n // 6)
+    two[:, :2] = 0.5 * (two[:, :2] + two[:, :2].mean(axis=1, keepdims=True))
+    parts.append(two)
+    off = rng.dirichlet(np.full(k, 1.0), size=n // 6) * rng.choice([0.5, 0.9999, 1.00009, 1.0002, 1.7], size=(n // 6, 1))
+    parts.append(off)
+    P = np.vstack(parts)[rng.permutation(n // 6 * 6)]
+    for dtype in (np.float64, np.float32):
+        Q = P.astype(dtype)
+        fast = select("entropy", 300, proba=Q)
+        ref = top_k(entropy_scores(Q), 300)
+        np.testing.assert_array_equal(fast.indices, ref.indices)

@@ -232,15 +232,19 @@ def margin_select(P, t, rows_out, scores_out, counts):  # pragma: no cover - com
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def entropy_select(P, t, key_cut, slack, rows_out, scores_out, counts):  # pragma: no cover - compiled
-    """Keep rows with entropy >= t; the log is taken only where the bound allows it.
+def entropy_select(P, t, key_cut, slack, m1_lo, inv_width, m2_cut, rows_out, scores_out, counts):  # pragma: no cover
+    """Keep rows with entropy >= t; logarithms only where the bounds allow it.
 
-    ``key_cut``: rows whose ``1 - max`` is below it have an entropy bound below
-    ``t`` (see the caller) and are skipped; rows summing to more than
-    ``1 + slack`` are always scored.
+    Rows summing to ``1 +- slack`` go through two log-free tests (see the
+    caller): ``1 - max < key_cut`` means the entropy bound from the top
+    probability alone is below ``t``; otherwise, for a top probability in
+    bucket ``(max - m1_lo) * inv_width``, a second largest probability of at
+    least ``m2_cut[bucket]`` means the bound from the top two is below ``t``.
+    Other rows are scored exactly.
     """
     n, k = P.shape
     n_chunks, cap = rows_out.shape
+    n_buckets = m2_cut.shape[0]
     step = (n + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         cnt = 0
@@ -254,8 +258,24 @@ def entropy_select(P, t, key_cut, slack, rows_out, scores_out, counts):  # pragm
                 lo = min(lo, v)
                 s += v
             if lo >= 0.0 and s < np.inf:
-                if s <= 1.0 + slack and (1.0 - m) < key_cut:
-                    continue
+                if abs(s - 1.0) <= slack:
+                    if (1.0 - m) < key_cut:
+                        continue
+                    if m >= m1_lo:
+                        # Second largest value: one more pass over a row that is in cache.
+                        second = 0.0
+                        skipped = False
+                        for j in range(k):
+                            v = P[i, j]
+                            if v == m and not skipped:
+                                skipped = True
+                            else:
+                                second = max(second, v)
+                        bucket = int((m - m1_lo) * inv_width)
+                        if bucket >= n_buckets:
+                            bucket = n_buckets - 1
+                        if second >= m2_cut[bucket]:
+                            continue
                 h = 0.0
                 for j in range(k):
                     v = P[i, j]

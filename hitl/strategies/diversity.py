@@ -536,7 +536,7 @@ def _cluster_margin(
 
 def _select_cluster_margin(
     proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, random_state: Any = None,
-    margin_multiple: int = 10, use_embedding: bool = True, **_: Any,
+    margin_multiple: int = 3, use_embedding: bool = True, **_: Any,
 ) -> Selection:
     if X is None:
         # Without features the probabilities themselves are the space clustered.
@@ -558,7 +558,7 @@ def cluster_margin(
     X: Any,
     n_instances: int = 1,
     *,
-    margin_multiple: int = 10,
+    margin_multiple: int = 3,
     random_state: Any = None,
     use_embedding: bool = True,
     **predict_proba_kwargs: Any,
@@ -568,7 +568,8 @@ def cluster_margin(
     The candidates are clustered into ``n_instances`` groups (average-linkage
     agglomerative clustering; k-means above 5,000 candidates) and the clusters
     are visited smallest first, each giving its lowest-margin member, so the
-    batch is uncertain and spread out.
+    batch is uncertain and spread out. The default multiple (3) was chosen on
+    digits splits held out from the label-cost benchmark (3, 5 and 10 tried).
 
     Examples
     --------

@@ -152,7 +152,7 @@ def random_scores(n: int, random_state: Any = None) -> np.ndarray:
 # Pools at least this large (and batches at most 1/8 of them) take the fused one-pass path.
 _FUSED_MIN_ROWS = 1 << 16
 _SAMPLE_ROWS = 8192
-# Rows whose sum exceeds 1 by more than this are never pruned by the entropy bound.
+# Rows whose sum is off 1 by more than this are never pruned by the entropy bounds.
 _SUM_SLACK = 1e-4
 # Prune only where the bound is below the threshold by more than rounding can explain.
 _BOUND_TOL = 1e-9
@@ -173,9 +173,10 @@ def _entropy_key_cut(t: float, k: int) -> float:
     """Rows with ``1 - max < key_cut`` have entropy below ``t``; -inf when nothing can be pruned.
 
     The bound above (Jensen: the rest spread evenly maximises their entropy)
-    holds for rows summing to at most ``1 + slack`` and, for k >= 3, falls as the
-    top probability rises past ``(1 + slack) / k``; bisection finds where it
-    crosses ``t``.
+    holds for rows summing to ``1 +- slack``: there the rest ``r <= 1 + slack - m``
+    stays below ``(k - 1) / e``, where ``r log((k - 1) / r)`` still grows with
+    ``r``. For k >= 3 the bound falls as the top probability rises past
+    ``(1 + slack) / k``; bisection finds where it crosses ``t``.
     """
     if k < 3:
         return -np.inf
@@ -194,6 +195,34 @@ def _entropy_key_cut(t: float, k: int) -> float:
                 hi = mid
         m_cut = hi
     return (1.0 - m_cut) - 1e-12
+
+
+_M2_BUCKETS = 512
+_M2_GRID = 513
+
+
+def _entropy_m2_table(t: float, k: int, m1_lo: float, m1_hi: float) -> np.ndarray:
+    """Per bucket of the top probability, the second-largest value above which entropy < ``t``.
+
+    Bound from the top two (``m1 >= m2``) with the other ``k - 2`` classes
+    sharing ``r = 1 + slack - m1 - m2`` evenly:
+    ``B(m1, m2) = f(m1) + f(m2) + r log((k - 2) / r)``, ``f(x) = -x log x``.
+    Where ``r < (k - 2) m2`` (which then holds for every larger m2 and m1),
+    ``B`` falls in both m1 and m2; so for the bucket starting at ``e``, the
+    first grid value ``m2`` with ``B(e, m2) < t`` and that condition is a safe
+    cut for every row of the bucket. Buckets without one get 2 (no cut).
+    """
+    edges = m1_lo + (m1_hi - m1_lo) * np.arange(_M2_BUCKETS) / _M2_BUCKETS
+    M1 = edges[:, None]
+    M2 = M1 * np.linspace(0.0, 1.0, _M2_GRID)[None, :]
+    R = np.maximum(1.0 + _SUM_SLACK - M1 - M2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fm1 = np.where(M1 > 0, -M1 * np.log(M1), 0.0)
+        fm2 = np.where(M2 > 0, -M2 * np.log(M2), 0.0)
+        rest = np.where(R > 0, R * np.log((k - 2) / R), 0.0)
+    ok = (fm1 + fm2 + rest < t - _BOUND_TOL) & (R < (k - 2) * M2)
+    first = np.argmax(ok, axis=1)
+    return np.where(ok.any(axis=1), M2[np.arange(_M2_BUCKETS), first], 2.0)
 
 
 _ROW_KERNELS = {
@@ -224,7 +253,15 @@ def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> S
     t = float(np.partition(sample_scores, m - r)[m - r])
     extra: tuple[Any, ...] = ()
     if kind == "entropy":
-        extra = (_entropy_key_cut(t, k), _SUM_SLACK)
+        key_cut = _entropy_key_cut(t, k)
+        m1_lo = (1.0 + _SUM_SLACK) / k
+        m1_hi = 1.0 - key_cut if np.isfinite(key_cut) else 1.0
+        if k >= 3 and m1_hi > m1_lo:
+            table = _entropy_m2_table(t, k, m1_lo, m1_hi)
+            inv_width = _M2_BUCKETS / (m1_hi - m1_lo)
+        else:
+            table, inv_width = np.full(1, 2.0), 0.0
+        extra = (key_cut, _SUM_SLACK, m1_lo, inv_width, table)
     expected = r * N / m
     found_rows, found_scores = [], []
     for lo, hi, block in _chunks(P, chunk_rows):
