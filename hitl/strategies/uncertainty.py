@@ -45,8 +45,8 @@ __all__ = [
 
 # --------------------------------------------------------------------------- row scoring
 
-#: Rows scored per kernel call for memory-mapped pools, so that only one chunk of
-#: the file needs to be resident at a time.
+#: Rows scored per kernel call for memory-mapped pools; after each block its pages
+#: are handed back to the OS, so resident memory stays near one block.
 CHUNK_ROWS = 1 << 20
 
 
@@ -66,6 +66,36 @@ def _chunks(P: np.ndarray, chunk_rows: int | None):
         hi = min(n, lo + chunk_rows)
         # np.asarray drops the memmap subclass (a zero-copy view), which the kernels expect.
         yield lo, hi, _as_kernel_input(np.asarray(P[lo:hi]))
+        if isinstance(P, np.memmap):
+            _release_pages(P, lo, hi)
+
+
+def _release_pages(P: np.memmap, lo: int, hi: int) -> None:
+    """Drop rows ``lo:hi`` of a shared, file-backed memmap from this process's resident set.
+
+    ``MADV_DONTNEED`` on a shared file mapping only unmaps the pages here; the
+    data stays in the file and the page cache and is read again on the next
+    access. Private (copy-on-write, mode "c") maps are left alone: there it
+    would discard changes. Best effort: any failure leaves the pages mapped.
+    """
+    import mmap
+
+    mm = getattr(P, "_mmap", None)
+    if mm is None or getattr(P, "mode", None) not in ("r", "r+") or not hasattr(mm, "madvise"):
+        return
+    if not P.flags.c_contiguous:
+        return
+    try:
+        base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+        start = P.ctypes.data - base + lo * P.strides[0]
+        stop = P.ctypes.data - base + hi * P.strides[0]
+        page = mmap.PAGESIZE
+        start = -(-start // page) * page  # whole pages inside the block only
+        stop = (stop // page) * page
+        if stop > start:
+            mm.madvise(mmap.MADV_DONTNEED, start, stop - start)
+    except (AttributeError, BufferError, OSError, TypeError, ValueError):
+        pass
 
 
 def _score_rows(kernel: Any, P: np.ndarray, chunk_rows: int | None = None) -> np.ndarray:
@@ -240,7 +270,19 @@ def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> S
     # 2n + slack rows above it in expectation; being low only costs a few
     # extra survivors, being high is caught below and falls back.
     step = max(1, N // _SAMPLE_ROWS)
-    sample = _as_kernel_input(np.ascontiguousarray(P[::step]))
+    if isinstance(P, np.memmap):
+        # Touching rows all over a file maps their neighbours too (fault-around):
+        # gather block by block and let each block go.
+        rows = np.arange(0, N, step)
+        sample = np.empty((rows.shape[0], k), dtype=P.dtype)
+        block = chunk_rows or CHUNK_ROWS
+        for lo in range(0, N, block):
+            a, b = np.searchsorted(rows, [lo, lo + block])
+            sample[a:b] = P[rows[a:b]]
+            _release_pages(P, lo, min(N, lo + block))
+        sample = _as_kernel_input(sample)
+    else:
+        sample = _as_kernel_input(np.ascontiguousarray(P[::step]))
     m = sample.shape[0]
     r = int(np.ceil(2.0 * n * m / N)) + 16
     if r >= m:
