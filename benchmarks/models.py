@@ -129,7 +129,7 @@ def choose_C(texts: list[str], y: np.ndarray, train: np.ndarray, enc: Any) -> di
     rng = np.random.default_rng(100)
     pool = rng.permutation(train)
     val, rest = pool[:3000], pool[3000:]
-    grid = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+    grid = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
     scores: dict[str, dict[float, float]] = {"minilm": {}, "tfidf": {}}
     for C in grid:
         a, b = [], []
