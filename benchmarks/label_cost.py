@@ -205,7 +205,7 @@ def make_task(name: str, quick: bool, force_tfidf: bool) -> Task:
     if name == "tweets":
         X, desc = tweet_features(force_tfidf)
         ds = load_tweets()
-        return Task("tweets", X, ds.y, 3, 2000, 10, 50, 300 if quick else 1500, desc, _identity)
+        return Task("tweets", X, ds.y, 3, 2000, 10, 50, 300 if quick else 1000, desc, _identity)
     raise SystemExit(f"unknown data set {name!r}")
 
 
@@ -400,7 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="smoke test: 2 splits, small budgets, no files written")
     ap.add_argument("--tfidf", action="store_true", help="tweets on TF-IDF + LSA instead of sentence embeddings")
+    ap.add_argument("--summarize", action="store_true",
+                    help="only redraw the plots and the markdown summary from the JSON results")
     args = ap.parse_args(argv)
+    if args.summarize:
+        write_summary()
+        return 0
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     from threadpoolctl import threadpool_limits
 
@@ -424,14 +429,20 @@ def main(argv: list[str] | None = None) -> int:
             (RESULTS / f"label_cost_{name}.json").write_text(json.dumps(res, indent=1))
             plot(res, RESULTS / f"label_cost_{name}.png")
     if not args.quick:
-        # The summary covers every data set with a results file, not only this run's.
-        allres = []
-        for name in ["digits", "mnist", "tweets"]:
-            f = RESULTS / f"label_cost_{name}.json"
-            if f.exists():
-                allres.append(json.loads(f.read_text()))
-        (RESULTS / "label_cost.md").write_text(markdown(allres) + "\n")
+        write_summary()
     return 0
+
+
+def write_summary() -> None:
+    """Plots and markdown for every data set with a results file, not only this run's."""
+    allres = []
+    for name in ["digits", "mnist", "tweets"]:
+        f = RESULTS / f"label_cost_{name}.json"
+        if f.exists():
+            res = json.loads(f.read_text())
+            plot(res, RESULTS / f"label_cost_{name}.png")
+            allres.append(res)
+    (RESULTS / "label_cost.md").write_text(markdown(allres) + "\n")
 
 
 if __name__ == "__main__":
