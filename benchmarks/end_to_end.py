@@ -173,6 +173,7 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["digits", "mnist", "tweets"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed-start", type=int, default=0)
     ap.add_argument("--guarantee", type=int, default=0, help="seeds for the guarantee check (methods c and d)")
     ap.add_argument("--guarantee-dataset", default="mnist")
     ap.add_argument("--report", action="store_true", help="only merge existing results into markdown and plots")
@@ -184,7 +185,7 @@ def main() -> None:
         for name in args.datasets if not args.guarantee else []:
             data = load(name)
             rows = []
-            for seed in range(args.seeds):
+            for seed in range(args.seed_start, args.seed_start + args.seeds):
                 for m in sorted(args.methods, key=lambda m: m in ("a", "b")):
                     row = run_one(name, m, seed, data)
                     if row["cost"] is None and PRICE_PER_ANSWER.get((name, seed)):
