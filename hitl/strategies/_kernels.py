@@ -206,53 +206,11 @@ def least_confident_select(P, t, rows_out, scores_out, counts):  # pragma: no co
 
 @njit(cache=True, parallel=True, fastmath=_FM)
 def margin_select(P, t, rows_out, scores_out, counts):  # pragma: no cover - compiled
-    """Keep rows whose margin score ``1 - (top1 - top2)`` is not below ``t``.
+    """Keep rows whose margin score ``1 - (top1 - top2)`` is not below ``t`` (branch-free top-2).
 
-    The second largest is at most the rest of the row, ``s - top1``, so the
-    score is at most ``1 + s - 2 top1``: rows under ``t`` by that bound are
-    skipped after the same cheap pass as least-confident, and the second
-    largest is found (in a row already in cache) only for the others.
+    (Skipping the second-largest search where ``1 + sum - 2 top1 < t`` was
+    tried: with a third of the rows still needing a second scan it was slower.)
     """
-    n, k = P.shape
-    n_chunks, cap = rows_out.shape
-    step = (n + n_chunks - 1) // n_chunks
-    for c in prange(n_chunks):
-        cnt = 0
-        for i in range(c * step, min(n, (c + 1) * step)):
-            a = P[i, 0]
-            lo = a
-            s = a
-            for j in range(1, k):
-                v = P[i, j]
-                a = max(a, v)
-                lo = min(lo, v)
-                s += v
-            if lo >= 0.0 and s < np.inf:
-                if (1.0 + s - 2.0 * a) < t - 1e-12:
-                    continue
-                second = 0.0
-                skipped = False
-                for j in range(k):
-                    v = P[i, j]
-                    if v == a and not skipped:
-                        skipped = True
-                    else:
-                        second = max(second, v)
-                sc = 1.0 - (a - second)
-                if sc < t:
-                    continue
-            else:
-                sc = np.nan
-            if cnt < cap:
-                rows_out[c, cnt] = i
-                scores_out[c, cnt] = sc
-            cnt += 1
-        counts[c] = cnt
-
-
-@njit(cache=True, parallel=True, fastmath=_FM)
-def margin_select_onepass(P, t, rows_out, scores_out, counts):  # pragma: no cover - compiled
-    """As :func:`margin_select`, with a branch-free top-2 in the one pass (no bound)."""
     n, k = P.shape
     n_chunks, cap = rows_out.shape
     step = (n + n_chunks - 1) // n_chunks
