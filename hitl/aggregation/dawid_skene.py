@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._em import FLOOR, EMAggregator, resolve_dtype, safe_log
+from ._em import EMAggregator, resolve_dtype, safe_log
 from ._kernels import (
     answer_class_sums,
     answered_sum,
@@ -130,7 +130,7 @@ def ds_m_step(
 
     Notes
     -----
-    Probabilities are floored at ``FLOOR`` (1e-100) before the log; a row without mass
+    Probabilities are floored at 1e-100 before the log; a row without mass
     becomes uniform.
     """
     dt = resolve_dtype(dtype)
