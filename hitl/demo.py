@@ -13,7 +13,7 @@ import numpy as np
 COUNTRIES = ("TG", "MG", "CM", "KE", "FR")
 
 
-def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: int = 40, answers_per_item: int = 3,
+def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: int = 40, answers_per_item: int | None = None,
              strategy: str = "margin", random_state: int = 0, progress: bool = True, verbose: bool = True) -> dict:
     """Label the 1,347 pool digits (450 held out) with a 40-HITer simulated crowd; write curve.png and summary.json.
 
@@ -76,12 +76,14 @@ def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: i
 
 
 def _table(df: Any) -> str:
-    cols = ["round", "human_answers", "human_labeled", "auto_accepted", "model_accuracy", "label_accuracy", "accepted_accuracy"]
-    head = f"{'round':>5} {'answers':>8} {'human':>6} {'auto':>6} {'model':>7} {'labels':>7} {'accepted':>8}"
+    cols = ["round", "human_answers", "human_labeled", "auto_accepted", "model_accuracy", "label_accuracy",
+            "accepted_accuracy", "threshold", "accuracy_bound"]
+    head = (f"{'round':>5} {'answers':>8} {'human':>6} {'auto':>6} {'model':>7} {'labels':>7} {'accepted':>8} "
+            f"{'threshold':>9} {'bound':>6}")
     lines = [head, "-" * len(head)]
     for row in df[cols].itertuples(index=False):
-        r, a, h, au, m, la, ac = row
-        lines.append(f"{r:>5} {a:>8} {h:>6} {au:>6} {_f(m):>7} {_f(la):>7} {_f(ac):>8}")
+        r, a, h, au, m, la, ac, t, b = row
+        lines.append(f"{r:>5} {a:>8} {h:>6} {au:>6} {_f(m):>7} {_f(la):>7} {_f(ac):>8} {_f(t):>9} {_f(b):>6}")
     return "\n".join(lines)
 
 
@@ -98,10 +100,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="hitl-demo", help="output folder (default: hitl-demo/)")
     p.add_argument("--budget", type=int, default=1200, help="human answers to buy (default 1200)")
     p.add_argument("--batch-size", type=int, default=40, help="items sent to humans per round (default 40)")
-    p.add_argument("--answers-per-item", type=int, default=3, help="HITers per item (default 3)")
+    p.add_argument("--answers-per-item", type=int, default=0,
+                   help="HITers per item (default 0: as many as each item's posterior needs, 1 to 3)")
     p.add_argument("--strategy", default="margin", help="query strategy (default margin)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=lambda a: (run_demo(a.out, budget=a.budget, batch_size=a.batch_size,
-                                            answers_per_item=a.answers_per_item, strategy=a.strategy,
+                                            answers_per_item=a.answers_per_item or None, strategy=a.strategy,
                                             random_state=a.seed, progress=not a.no_progress), 0)[1])
