@@ -11,7 +11,7 @@ Examples
 ['Budget', 'Curve', 'HITer']
 """
 
-from . import errors, impact, models
+from . import aggregation, errors, impact, models, strategies
 from .engine import Curve, LabelingProject, RunResult
 from .errors import HitlError
 from .human import HumanWorkforce
@@ -23,6 +23,8 @@ from .workforce import HITer, SimulatedCrowd, Workforce
 __version__ = "0.1.0"
 
 __all__ = [
+    "aggregation",
+    "strategies",
     "Budget",
     "Curve",
     "HITer",
