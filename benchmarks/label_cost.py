@@ -203,7 +203,7 @@ def make_task(name: str, quick: bool, force_tfidf: bool) -> Task:
                     "standardised 8x8 pixels", _standardise)
     if name == "mnist":
         ds = load_mnist()
-        return Task("mnist", ds.X.astype(np.float64), ds.y, 10, 1000, 10, 20, 200 if quick else 1000,
+        return Task("mnist", ds.X.astype(np.float64), ds.y, 10, 1000, 10, 40, 200 if quick else 2000,
                     "50 PCA components of the pixels, standardised", _pca50)
     if name == "tweets":
         X, desc = tweet_features(force_tfidf)
