@@ -473,8 +473,10 @@ class TransformerClassifier(BaseEstimator):
     validation_fraction : float, default 0.1
         Held out while fine-tuning to pick the best epoch.
     max_train_seconds : float, optional
-        Stop fine-tuning after this wall time, even mid-epoch (the weights of
-        the best validation loss seen are kept); useful on small CPUs.
+        Stop fine-tuning after this wall time, even mid-epoch; the learning
+        rate decays to 0 by then, and the weights of the best validation loss
+        seen are kept. On a small CPU, ``epochs=1`` with a budget trains on as
+        many labels as the budget allows.
     device : "auto", "cpu", "cuda", default "auto"
     mixed_precision : bool or "bf16", default True
         Autocast while fine-tuning: True on CUDA only, "bf16" on the CPU too
@@ -622,9 +624,18 @@ class TransformerClassifier(BaseEstimator):
             opt = torch.optim.AdamW([{"params": params, "lr": float(self.lr)},
                                      {"params": head.parameters(), "lr": float(self.head_lr)}], weight_decay=0.01)
             steps = epochs * int(np.ceil(len(tr) / bs))
-            warm = max(1, int(0.06 * steps))
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
+            warm = max(1, min(100, int(0.06 * steps)))
+            t_train = [time.perf_counter()]
+
+            def lr_factor(step: int) -> float:
+                # Linear warm-up, then linear decay to 0 at the last step or at the end of the
+                # time budget, whichever comes first: a budget cut never stops at a high rate.
+                done = step / steps
+                if budget is not None:
+                    done = max(done, (time.perf_counter() - t_train[0]) / max(budget - (t_train[0] - t0), 1e-9))
+                return float(min((step + 1) / warm, max(0.0, 1.0 - done)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
             scaler = torch.amp.GradScaler("cuda", enabled=uses_fp16_scaling(dev, use_amp))
             yt = torch.from_numpy(y)
             lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
@@ -637,6 +648,7 @@ class TransformerClassifier(BaseEstimator):
             if len(va):
                 best = self._val_loss(net, head, base, texts, y, va, mask, dev, use_amp)
                 self.history_.append({"epoch": -1, "val_loss": best})
+            t_train[0] = time.perf_counter()
             for epoch in range(epochs):
                 net.eval()
                 for blk in top:
