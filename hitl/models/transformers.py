@@ -669,7 +669,7 @@ class TransformerClassifier(BaseEstimator):
                     sched.step()
                     total += float(loss.detach()) * len(rows)
                     seen += len(rows)
-                rec = {"epoch": epoch, "train_loss": total / max(1, seen), "items_seen": seen,
+                rec = {"epoch": epoch, "train_loss": total / seen if seen else None, "items_seen": seen,
                        "seconds": time.perf_counter() - t0}
                 if len(va):
                     rec["val_loss"] = self._val_loss(net, head, base, texts, y, va, mask, dev, use_amp)
