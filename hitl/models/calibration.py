@@ -497,25 +497,34 @@ class CalibratedModel(BaseEstimator):
         return self._calibrate(self._mean_scores(X))
 
     def _mean_scores(self, X: Any) -> np.ndarray:
-        """The members' scores averaged before the map: log-scores for temperature, else probabilities.
+        """The members' log-probabilities (or logits) averaged, then put back in the map's input form.
 
-        Averaging calibrated probabilities instead leaves the ensemble under-confident
-        (digits, logistic regression: ECE 0.036 against 0.023 for a single refit).
+        Averaging in log space (a normalised geometric mean) keeps the ensemble
+        about as sharp as the single fold models the map was fitted on; an
+        arithmetic mean of probabilities is softer and left the calibrated
+        ensemble under-confident (digits, logistic regression: ECE 0.036
+        against 0.023; MNIST MLP with isotonic maps: 0.046 against 0.021).
         A class that some members rule out (-inf, never seen in their fold) is
         averaged over the members that do score it.
         """
-        first = self._scores(self.models_[0], X)
-        if len(self.models_) == 1:
-            return first
-        total = np.where(np.isfinite(first), first, 0.0)
-        count = np.isfinite(first).astype(np.float64)
-        for m in self.models_[1:]:
-            sc = self._scores(m, X)
-            ok = np.isfinite(sc)
-            total += np.where(ok, sc, 0.0)
-            count += ok
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / np.maximum(count, 1), -np.inf if self.method_ == "temperature" else 0.0)
+        first = self._log_scores(self.models_[0], X)
+        if len(self.models_) > 1:
+            total = np.where(np.isfinite(first), first, 0.0)
+            count = np.isfinite(first).astype(np.float64)
+            for m in self.models_[1:]:
+                sc = self._log_scores(m, X)
+                ok = np.isfinite(sc)
+                total += np.where(ok, sc, 0.0)
+                count += ok
+            with np.errstate(invalid="ignore", divide="ignore"):
+                first = np.where(count > 0, total / np.maximum(count, 1), -np.inf)
+        return first if self.method_ == "temperature" else _softmax(first)
+
+    def _log_scores(self, model: Any, X: Any) -> np.ndarray:
+        if self.method_ == "temperature":
+            return self._scores(model, X)
+        with np.errstate(divide="ignore"):
+            return np.log(np.asarray(model.predict_proba(X), dtype=np.float64))
 
     def predict(self, X: Any) -> np.ndarray:
         return self.predict_proba(X).argmax(axis=1)
