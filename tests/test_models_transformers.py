@@ -144,6 +144,7 @@ def test_threads_restored_and_deepcopy_shares(encoder, sentences):
 
 
 def test_encoder_input_errors(encoder):
+    assert encoder.encode([]).shape == (0, 384)
     with pytest.raises(ValidationError) as err:
         encoder.encode(["fine", 3, "also fine"])
     assert err.value.item == 1

@@ -281,7 +281,7 @@ class TextEncoder:
             itself is the key. A repeated id keeps its first embedding.
         """
         texts = _check_texts(texts)
-        if not self.cache:
+        if not self.cache or len(texts) == 0:
             return self._run(texts)
         import pandas as pd
 
