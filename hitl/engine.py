@@ -145,6 +145,10 @@ class LabelingProject:
     pay : dict, optional
         More settings of the :class:`hitl.impact.Ledger` (``floor_multiple``, ``split``,
         ``currency``, ``period``, ...).
+    use_ray : "auto", True, False or None, default None
+        Where the pool is pre-labeled each round: None follows ``HITL_USE_RAY`` (default
+        ``"auto"``: in-process below 100,000 rows, Ray actors above when that is faster;
+        ``RAY_ADDRESS`` joins an existing cluster). See :mod:`hitl.distributed`.
     eval_set : (X_test, y_test), optional
         Held-out data to report the model's accuracy each round.
     y_true : array, optional
@@ -192,6 +196,7 @@ class LabelingProject:
         pay: dict | None = None,
         eval_set: tuple[Any, Any] | None = None,
         y_true: Sequence[int] | None = None,
+        use_ray: bool | str | None = None,
         random_state: int = 0,
         progress: bool = True,
     ) -> None:
@@ -228,6 +233,7 @@ class LabelingProject:
         self.budget = budget or Budget()
         self.random_state = int(random_state)
         self.progress = progress
+        self.use_ray = use_ray
         self.prior_mix = float(prior_mix)
         self.fair_pay_multiple = float(fair_pay_multiple)
         self.start_date = start_date or _dt.date.today()
@@ -524,7 +530,12 @@ class LabelingProject:
             proba = np.zeros((n, k))
             score = np.flatnonzero(~train)
             if len(score):
-                proba[score] = self.model.predict_proba(self.pool.X[score])
+                from .distributed import prelabel
+
+                # In-process for small pools; sharded over Ray actors when the pool is large
+                # enough for that to pay (hitl.distributed.Prelabeler decides, HITL_USE_RAY overrides).
+                proba[score] = prelabel(self.model, self.pool.X, rows=score, use_ray=self.use_ray,
+                                        progress=self.progress and len(score) >= 100_000)
             audited = np.flatnonzero(audit_mask & labeled)
             conf = proba.max(1)
             decision = self.router.decide_threshold(conf[audited], proba[audited].argmax(1) == y[audited])
