@@ -208,3 +208,30 @@ def test_unknown_strategy_parameter_is_refused() -> None:
     # Known hyper-parameters pass through.
     X = np.random.default_rng(0).normal(size=(5, 2))
     assert select("density_weighted", 2, proba=dirichlet(5, 3), X=X, beta=0.5).indices.shape == (2,)
+
+
+def test_ties_with_a_seed_are_drawn_at_random_and_reproducibly() -> None:
+    P = np.tile([[0.5, 0.5]], (1000, 1))  # every item tied
+    a = select("margin", 10, proba=P, random_state=3).indices
+    b = select("margin", 10, proba=P, random_state=3).indices
+    c = select("margin", 10, proba=P, random_state=4).indices
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.max() > 100  # not the lowest indices
+    # Strictly better items still come first, whatever the seed.
+    Q = np.tile([[0.9, 0.1]], (1000, 1))
+    Q[[17, 901, 444]] = [0.5, 0.5]
+    assert sorted(select("margin", 3, proba=Q, random_state=1).indices.tolist()) == [17, 444, 901]
+
+
+def test_vote_entropy_ties_do_not_follow_pool_order() -> None:
+    # A pool sorted by class where every item gets the same vote entropy: a
+    # seeded draw must not simply take the first rows (all one class).
+    class Split:
+        def predict_proba_members(self, X):
+            n = len(X)
+            return np.stack([np.tile([0.9, 0.1], (n, 1)), np.tile([0.1, 0.9], (n, 1))])
+
+    X = np.zeros((400, 1))
+    sel = select("vote_entropy", 20, proba=np.full((400, 2), 0.5), X=X, model=Split(), random_state=0)
+    assert sel.indices.max() >= 200

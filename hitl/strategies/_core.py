@@ -132,8 +132,13 @@ class InvalidScores(Exception):
         self.row = row
 
 
-def top_k(scores: np.ndarray, k: int) -> Selection:
-    """The ``k`` highest scores, best first; ties go to the lower index.
+def top_k(scores: np.ndarray, k: int, random_state: Any = None) -> Selection:
+    """The ``k`` highest scores, best first.
+
+    Ties go to the lower index when ``random_state`` is None, and are ordered
+    by a random draw from ``random_state`` otherwise (index order can be a
+    systematic bias: a pool sorted by class, and a score with few distinct
+    values, such as vote entropy, would take one class first).
 
     Linear time: on large arrays a threshold taken from a strided sample keeps a
     few times ``k`` survivors in one compiled pass, and only those are
@@ -150,12 +155,14 @@ def top_k(scores: np.ndarray, k: int) -> Selection:
     k = min(k, n)
     if k == 0:
         return _empty_selection()
+    rng = None if random_state is None else rng_of(random_state)
     if n >= _SAMPLED_MIN_N and k * 8 <= n:
         survivors = _sampled_survivors(scores, k)
         if survivors is not None:
-            sel = _top_k_exact(scores[survivors], k)
+            # Every item tied with the k-th score is a survivor, so ties are settled among all of them.
+            sel = _top_k_exact(scores[survivors], k, rng)
             return Selection(survivors[sel.indices], sel.scores)
-    return _top_k_exact(scores, k)
+    return _top_k_exact(scores, k, rng)
 
 
 _SAMPLED_MIN_N = 1 << 16
@@ -181,12 +188,12 @@ def _sampled_survivors(scores: np.ndarray, k: int) -> np.ndarray | None:
     return survivors
 
 
-def _top_k_exact(scores: np.ndarray, k: int) -> Selection:
+def _top_k_exact(scores: np.ndarray, k: int, rng: np.random.Generator | None = None) -> Selection:
     n = scores.shape[0]
     k = min(k, n)
     if k < n:
         # The k-th largest value; everything strictly above it is in, and the
-        # remaining seats go to the lowest indices among those equal to it.
+        # remaining seats go to those equal to it: the lowest indices, or a random draw.
         part = np.argpartition(scores, n - k)[n - k :]
         vals = scores[part]
         if np.isnan(vals).any():
@@ -195,7 +202,11 @@ def _top_k_exact(scores: np.ndarray, k: int) -> Selection:
         above = part[vals > threshold]
         need = k - above.shape[0]
         if need > 0:
-            ties = np.flatnonzero(scores == threshold)[:need]
+            ties = np.flatnonzero(scores == threshold)
+            if rng is None:
+                ties = ties[:need]
+            else:
+                ties = ties[rng.choice(ties.shape[0], size=need, replace=False)]
             chosen = np.concatenate([above, ties])
         else:
             chosen = above
@@ -204,8 +215,9 @@ def _top_k_exact(scores: np.ndarray, k: int) -> Selection:
             raise InvalidScores(int(np.flatnonzero(np.isnan(scores))[0]))
         chosen = np.arange(n)
     chosen = chosen.astype(np.int64, copy=False)
-    # lexsort: last key is primary -> by score descending, then index ascending.
-    order = np.lexsort((chosen, -scores[chosen]))
+    # lexsort: last key is primary -> by score descending, then index (or a random priority).
+    secondary = chosen if rng is None else rng.random(chosen.shape[0])
+    order = np.lexsort((secondary, -scores[chosen]))
     chosen = chosen[order]
     return Selection(chosen, np.asarray(scores[chosen], dtype=np.float64))
 

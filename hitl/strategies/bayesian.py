@@ -66,7 +66,9 @@ def sample_proba_of(model: Any, X: Any, n_samples: int) -> np.ndarray:
     return S
 
 
-def bald(classifier: Any, X: Any, n_instances: int = 1, n_samples: int = 20, **_: Any) -> Selection:
+def bald(
+    classifier: Any, X: Any, n_instances: int = 1, n_samples: int = 20, random_state: Any = None, **_: Any
+) -> Selection:
     """Pick the items with the highest BALD mutual information.
 
     Parameters
@@ -90,11 +92,12 @@ def bald(classifier: Any, X: Any, n_instances: int = 1, n_samples: int = 20, **_
     [1, 3, 5]
     """
     n = check_n_instances(n_instances)
-    return top_k(bald_scores(sample_proba_of(classifier, X, n_samples)), n)
+    return top_k(bald_scores(sample_proba_of(classifier, X, n_samples)), n, random_state)
 
 
 def _select_bald(
-    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, n_samples: int = 20, **_: Any
+    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, n_samples: int = 20,
+    random_state: Any = None, **_: Any,
 ) -> Selection:
     if X is None:
         raise ConfigError("is None", field="X", expected="candidate features, which sample_proba scores")
@@ -103,4 +106,4 @@ def _select_bald(
         raise ValidationError(
             f"has {S.shape[2]} classes, proba has {proba.shape[1]}", field="sample_proba", expected="the same classes"
         )
-    return top_k(bald_scores(S), n)
+    return top_k(bald_scores(S), n, random_state)

@@ -132,14 +132,17 @@ def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean") -> np.ndarra
     return kl.mean(axis=0) if reduce == "mean" else kl.max(axis=0)
 
 
-def _select_vote_entropy(proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, **_: Any) -> Selection:
-    return top_k(vote_entropy_scores(_members_for_select(proba, X, model)), n)
+def _select_vote_entropy(
+    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, random_state: Any = None, **_: Any
+) -> Selection:
+    return top_k(vote_entropy_scores(_members_for_select(proba, X, model)), n, random_state)
 
 
 def _select_kl(
-    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, reduce: str = "mean", **_: Any
+    proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, reduce: str = "mean",
+    random_state: Any = None, **_: Any,
 ) -> Selection:
-    return top_k(kl_to_consensus_scores(_members_for_select(proba, X, model), reduce=reduce), n)
+    return top_k(kl_to_consensus_scores(_members_for_select(proba, X, model), reduce=reduce), n, random_state)
 
 
 def _members_for_select(proba: np.ndarray, X: Any, model: Any) -> np.ndarray:
@@ -153,7 +156,7 @@ def _members_for_select(proba: np.ndarray, X: Any, model: Any) -> np.ndarray:
     return M
 
 
-def vote_entropy(committee: Any, X: Any, n_instances: int = 1, **_: Any) -> Selection:
+def vote_entropy(committee: Any, X: Any, n_instances: int = 1, random_state: Any = None, **_: Any) -> Selection:
     """Pick the items whose members' votes are most evenly split.
 
     Same picks as ``modAL.disagreement.vote_entropy_sampling`` (ties aside).
@@ -164,6 +167,9 @@ def vote_entropy(committee: Any, X: Any, n_instances: int = 1, **_: Any) -> Sele
         See the module docstring for what counts as one.
     X : array-like of shape (n, d)
     n_instances : int
+    random_state : int, optional
+        Vote entropy takes few distinct values, so ties are common: with a
+        seed they are ordered at random, without one by index.
 
     Examples
     --------
@@ -179,10 +185,12 @@ def vote_entropy(committee: Any, X: Any, n_instances: int = 1, **_: Any) -> Sele
     """
     n = check_n_instances(n_instances)
     _check_pool(X)
-    return top_k(vote_entropy_scores(member_proba(committee, X)), n)
+    return top_k(vote_entropy_scores(member_proba(committee, X)), n, random_state)
 
 
-def kl_to_consensus(committee: Any, X: Any, n_instances: int = 1, reduce: str = "mean", **_: Any) -> Selection:
+def kl_to_consensus(
+    committee: Any, X: Any, n_instances: int = 1, reduce: str = "mean", random_state: Any = None, **_: Any
+) -> Selection:
     """Pick the items where members disagree most with their consensus (KL divergence).
 
     With ``reduce="max"`` the same picks as ``modAL.disagreement.max_disagreement_sampling``.
@@ -190,7 +198,7 @@ def kl_to_consensus(committee: Any, X: Any, n_instances: int = 1, reduce: str = 
     """
     n = check_n_instances(n_instances)
     _check_pool(X)
-    return top_k(kl_to_consensus_scores(member_proba(committee, X), reduce=reduce), n)
+    return top_k(kl_to_consensus_scores(member_proba(committee, X), reduce=reduce), n, random_state)
 
 
 def _check_pool(X: Any) -> None:

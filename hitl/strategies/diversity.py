@@ -240,7 +240,7 @@ def _select_density_weighted(
     scores = density_weighted_scores(
         proba, E, beta=beta, measure=measure, metric=metric, n_reference=n_reference, random_state=random_state
     )
-    return top_k(scores, n)
+    return top_k(scores, n, random_state)
 
 
 def density_weighted(
@@ -286,7 +286,7 @@ def density_weighted(
     scores = density_weighted_scores(
         proba, X, beta=beta, measure=measure, metric=metric, n_reference=n_reference, random_state=random_state
     )
-    return top_k(scores, n)
+    return top_k(scores, n, random_state)
 
 
 # ----------------------------------------------------------------------------- core-set
@@ -506,7 +506,7 @@ def _cluster_margin(
     N = scores.shape[0]
     n = min(n, N)
     m = min(N, max(n, int(margin_multiple) * n))
-    cand = top_k(scores, m)
+    cand = top_k(scores, m, random_state)
     if m <= n or n <= 1:
         return Selection(cand.indices[:n], cand.scores[:n])
     E = _dense(E_of(cand.indices))

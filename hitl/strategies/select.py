@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -134,7 +135,7 @@ def select(
                 f"has {n_x} rows for {P.shape[0]} candidates", field="X", expected="one row per candidate"
             )
     if selector is not None:
-        unknown = set(params) - _named_parameters(selector)
+        unknown = set(params) - _named_parameters(selector) if params else set()
         if unknown:
             raise ConfigError(
                 f"unknown parameter(s) {sorted(unknown)} for this strategy",
@@ -152,10 +153,11 @@ def select(
 _STANDARD = {"proba", "n", "X", "X_labeled", "model", "random_state"}
 
 
-def _named_parameters(fn: Callable[..., Any]) -> set[str]:
+@functools.lru_cache(maxsize=None)
+def _named_parameters(fn: Callable[..., Any]) -> frozenset[str]:
     """Keyword parameters a selector names (its ``**_`` only absorbs the standard ones)."""
-    return {
+    return frozenset(
         p.name
         for p in inspect.signature(fn).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    )

@@ -8,9 +8,9 @@ Each strategy comes in two forms:
 - a score-only function ``strategy_scores(proba) -> (n,)`` on a probability
   matrix, where a higher score means a more informative item.
 
-Ties are broken by index: among equal scores the lower position comes first,
-so the picks depend only on the probabilities (``random_state`` only matters
-for :func:`random`).
+Ties: among equal scores the lower position comes first when no
+``random_state`` is given; with one, ties are ordered by a random draw from it
+(deterministic for a given seed).
 """
 
 from __future__ import annotations
@@ -111,9 +111,9 @@ def _raise_if_nan(scores: np.ndarray, P: np.ndarray) -> None:
         raise_bad_row(P)
 
 
-def _top(scores: np.ndarray, n: int, P: np.ndarray) -> Selection:
+def _top(scores: np.ndarray, n: int, P: np.ndarray, random_state: Any = None) -> Selection:
     try:
-        return top_k(scores, n)
+        return top_k(scores, n, random_state)
     except InvalidScores:
         raise_bad_row(P)
         raise  # unreachable: raise_bad_row always raises on an invalid matrix
@@ -181,7 +181,8 @@ def random_scores(n: int, random_state: Any = None) -> np.ndarray:
 
 # Pools at least this large (and batches at most 1/8 of them) take the fused one-pass path.
 _FUSED_MIN_ROWS = 1 << 16
-_SAMPLE_ROWS = 8192
+_SAMPLE_BLOCKS = 64
+_SAMPLE_RUN = 64
 # Rows whose sum is off 1 by more than this are never pruned by the entropy bounds.
 _SUM_SLACK = 1e-4
 # Prune only where the bound is below the threshold by more than rounding can explain.
@@ -262,18 +263,24 @@ _ROW_KERNELS = {
 }
 
 
-def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> Selection | None:
+def _fused_select(
+    P: np.ndarray, n: int, kind: str, chunk_rows: int | None, random_state: Any = None
+) -> Selection | None:
     """Top ``n`` in one pass over ``P``; None when the sampled threshold turned out too tight."""
     N, k = P.shape
     rows_kernel, select_kernel = _ROW_KERNELS[kind]
-    # Threshold from a strided sample of rows: its r-th best score leaves about
-    # 2n + slack rows above it in expectation; being low only costs a few
-    # extra survivors, being high is caught below and falls back.
-    step = max(1, N // _SAMPLE_ROWS)
+    # Threshold from a sample of rows: its r-th best score leaves about 2n +
+    # slack rows above it in expectation; being low only costs a few extra
+    # survivors, being high is caught below and falls back. The sample is
+    # runs of consecutive rows spread evenly over the pool (64 runs per million
+    # rows, at least 64): far fewer pages touched than single rows at a stride.
+    blocks = min(1024, max(_SAMPLE_BLOCKS, N // (1 << 14)))
+    run = max(1, min(_SAMPLE_RUN, N // blocks))
+    starts = (np.arange(blocks) * (N - run)) // max(1, blocks - 1)
+    rows = np.unique((starts[:, None] + np.arange(run)[None, :]).ravel())
     if isinstance(P, np.memmap):
         # Touching rows all over a file maps their neighbours too (fault-around):
         # gather block by block and let each block go.
-        rows = np.arange(0, N, step)
         sample = np.empty((rows.shape[0], k), dtype=P.dtype)
         block = chunk_rows or CHUNK_ROWS
         for lo in range(0, N, block):
@@ -282,7 +289,7 @@ def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> S
             _release_pages(P, lo, min(N, lo + block))
         sample = _as_kernel_input(sample)
     else:
-        sample = _as_kernel_input(np.ascontiguousarray(P[::step]))
+        sample = _as_kernel_input(np.ascontiguousarray(P[rows]))
     m = sample.shape[0]
     r = int(np.ceil(2.0 * n * m / N)) + 16
     if r >= m:
@@ -325,28 +332,34 @@ def _fused_select(P: np.ndarray, n: int, kind: str, chunk_rows: int | None) -> S
         raise_bad_row(P)
     if rows.shape[0] < n:
         return None
-    sel = top_k(scores, n)
+    sel = top_k(scores, n, random_state)
     return Selection(rows[sel.indices], sel.scores)
 
 
-def _select_by(kind: str, P: np.ndarray, n: int, chunk_rows: int | None) -> Selection:
+def _select_by(kind: str, P: np.ndarray, n: int, chunk_rows: int | None, random_state: Any = None) -> Selection:
     N = P.shape[0]
     if N >= _FUSED_MIN_ROWS and 0 < n and n * 8 <= N:
-        sel = _fused_select(P, n, kind, chunk_rows)
+        sel = _fused_select(P, n, kind, chunk_rows, random_state)
         if sel is not None:
             return sel
-    return _top(_score_rows(_ROW_KERNELS[kind][0], P, chunk_rows), n, P)
+    return _top(_score_rows(_ROW_KERNELS[kind][0], P, chunk_rows), n, P, random_state)
 
 
-def _select_least_confident(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
-    return _select_by("least_confident", proba, n, chunk_rows)
+def _select_least_confident(
+    proba: np.ndarray, n: int, *, chunk_rows: int | None = None, random_state: Any = None, **_: Any
+) -> Selection:
+    return _select_by("least_confident", proba, n, chunk_rows, random_state)
 
 
-def _select_margin(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
-    return _select_by("margin", proba, n, chunk_rows)
+def _select_margin(
+    proba: np.ndarray, n: int, *, chunk_rows: int | None = None, random_state: Any = None, **_: Any
+) -> Selection:
+    return _select_by("margin", proba, n, chunk_rows, random_state)
 
 
-def _select_entropy(proba: np.ndarray, n: int, *, chunk_rows: int | None = None, **_: Any) -> Selection:
+def _select_entropy(
+    proba: np.ndarray, n: int, *, chunk_rows: int | None = None, random_state: Any = None, **_: Any
+) -> Selection:
     """Top-n entropy, exact, taking logarithms only for rows that can still make the cut.
 
     A row's entropy is at most that of the row with the same top probability and
@@ -355,7 +368,7 @@ def _select_entropy(proba: np.ndarray, n: int, *, chunk_rows: int | None = None,
     every row whose top probability puts its bound under the threshold is
     skipped without a logarithm (see ``_entropy_key_cut``).
     """
-    return _select_by("entropy", proba, n, chunk_rows)
+    return _select_by("entropy", proba, n, chunk_rows, random_state)
 
 
 def _select_random(proba: np.ndarray, n: int, *, random_state: Any = None, **_: Any) -> Selection:
@@ -365,7 +378,9 @@ def _select_random(proba: np.ndarray, n: int, *, random_state: Any = None, **_: 
 # --------------------------------------------------------------------------- modAL-style functions
 
 
-def least_confident(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs: Any) -> Selection:
+def least_confident(
+    classifier: Any, X: Any, n_instances: int = 1, random_state: Any = None, **predict_proba_kwargs: Any
+) -> Selection:
     """Pick the items whose most probable class is least probable.
 
     Same picks as ``modAL.uncertainty.uncertainty_sampling`` (ties aside).
@@ -377,6 +392,8 @@ def least_confident(classifier: Any, X: Any, n_instances: int = 1, **predict_pro
         The unlabeled pool.
     n_instances : int
         Batch size; fewer are returned when the pool is smaller.
+    random_state : int, optional
+        When given, ties are ordered by a random draw from it (else by index).
     **predict_proba_kwargs
         Passed to ``classifier.predict_proba``.
 
@@ -395,10 +412,13 @@ def least_confident(classifier: Any, X: Any, n_instances: int = 1, **predict_pro
     [4]
     """
     n = check_n_instances(n_instances)
-    return _select_least_confident(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
+    proba = get_proba(classifier, X, check_values=False, **predict_proba_kwargs)
+    return _select_least_confident(proba, n, random_state=random_state)
 
 
-def margin(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs: Any) -> Selection:
+def margin(
+    classifier: Any, X: Any, n_instances: int = 1, random_state: Any = None, **predict_proba_kwargs: Any
+) -> Selection:
     """Pick the items with the smallest gap between the two most probable classes.
 
     Same picks as ``modAL.uncertainty.margin_sampling`` (ties aside).
@@ -416,10 +436,13 @@ def margin(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs
     [4, 1]
     """
     n = check_n_instances(n_instances)
-    return _select_margin(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
+    proba = get_proba(classifier, X, check_values=False, **predict_proba_kwargs)
+    return _select_margin(proba, n, random_state=random_state)
 
 
-def entropy(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwargs: Any) -> Selection:
+def entropy(
+    classifier: Any, X: Any, n_instances: int = 1, random_state: Any = None, **predict_proba_kwargs: Any
+) -> Selection:
     """Pick the items whose predicted class distribution has the highest entropy.
 
     Same picks as ``modAL.uncertainty.entropy_sampling`` on normalised rows (ties aside).
@@ -435,7 +458,8 @@ def entropy(classifier: Any, X: Any, n_instances: int = 1, **predict_proba_kwarg
     [4]
     """
     n = check_n_instances(n_instances)
-    return _select_entropy(get_proba(classifier, X, check_values=False, **predict_proba_kwargs), n)
+    proba = get_proba(classifier, X, check_values=False, **predict_proba_kwargs)
+    return _select_entropy(proba, n, random_state=random_state)
 
 
 def random(classifier: Any, X: Any, n_instances: int = 1, random_state: Any = None, **_: Any) -> Selection:
