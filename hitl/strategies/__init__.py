@@ -12,9 +12,11 @@ Committee: :func:`vote_entropy`, :func:`kl_to_consensus`. Bayesian: :func:`bald`
 Feature space: :func:`density_weighted`, :func:`core_set`, :func:`badge`,
 :func:`cluster_margin`, :func:`ranked_batch`. Baseline: :func:`random`.
 
-Ties are broken by index (the lower position first) wherever a strategy takes
-the best scores; ``random_state`` seeds the strategies that draw at random
-(random, BADGE, density weighting on large pools, cluster-margin on large batches).
+Ties among equal scores go to the lower position when ``random_state`` is None
+and are ordered by a draw from ``random_state`` otherwise; the same seed also
+drives the strategies that sample (random, BADGE, density weighting on large
+pools, cluster-margin on large batches), so a seed gives the same picks every
+time. Greedy geometric steps (core-set, ranked batch) break exact ties by index.
 
 Examples
 --------
