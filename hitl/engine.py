@@ -234,6 +234,9 @@ class LabelingProject:
         self.random_state = int(random_state)
         self.progress = progress
         self.use_ray = use_ray
+        from .distributed import Prelabeler
+
+        self._prelabeler = Prelabeler(use_ray, progress=progress)
         self.prior_mix = float(prior_mix)
         self.fair_pay_multiple = float(fair_pay_multiple)
         self.start_date = start_date or _dt.date.today()
@@ -530,12 +533,10 @@ class LabelingProject:
             proba = np.zeros((n, k))
             score = np.flatnonzero(~train)
             if len(score):
-                from .distributed import prelabel
-
                 # In-process for small pools; sharded over Ray actors when the pool is large
-                # enough for that to pay (hitl.distributed.Prelabeler decides, HITL_USE_RAY overrides).
-                proba[score] = prelabel(self.model, self.pool.X, rows=score, use_ray=self.use_ray,
-                                        progress=self.progress and len(score) >= 100_000)
+                # enough for that to pay. One Prelabeler per project keeps the pool in Ray's
+                # object store across rounds.
+                proba[score] = self._prelabeler.predict_proba(self.model, self.pool.X, rows=score)
             audited = np.flatnonzero(audit_mask & labeled)
             conf = proba.max(1)
             decision = self.router.decide_threshold(conf[audited], proba[audited].argmax(1) == y[audited])
