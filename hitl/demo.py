@@ -21,7 +21,7 @@ def run_demo(out: str | Path = "hitl-demo", *, budget: int = 1200, batch_size: i
 
     Examples
     --------
-    >>> summary = run_demo("/tmp/hitl-demo-doctest", budget=120, progress=False, verbose=False)  # doctest: +SKIP
+    >>> summary = run_demo("hitl-demo", budget=120, progress=False, verbose=False)  # doctest: +SKIP
     """
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression

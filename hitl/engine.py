@@ -601,10 +601,9 @@ class LabelingProject:
     def _day(self, r: int) -> int:
         return r // self.rounds_per_day
 
-    def _worker_state(self, r: int) -> dict:
-        """Per HITer (workforce order): load, time reserved today, tenure, skills."""
+    def _worker_state(self, r: int, table: dict) -> dict:
+        """Per HITer (workforce order): load, time reserved today, tenure, skills (``table``: the assignments)."""
         W = len(self._countries)
-        table = self.store.assignment_table()
         wf = self._wback[table["worker"]]
         ok = wf >= 0
         load = np.bincount(wf[ok], minlength=W).astype(np.float64)
@@ -636,9 +635,9 @@ class LabelingProject:
 
     def _route(self, r: int, items: np.ndarray, *, per_item: int, rng: np.random.Generator,
                budget_answers: int | None) -> Any:
-        ws = self._worker_state(r)
-        residency = self.pool.may_go_to(self._countries, items)
         table = self.store.assignment_table()
+        ws = self._worker_state(r, table)
+        residency = self.pool.may_go_to(self._countries, items)
         already = np.zeros((len(items), len(self._countries)), dtype=bool)
         if len(table["item"]):
             pos = {i: j for j, i in enumerate(items.tolist())}
@@ -693,8 +692,8 @@ class LabelingProject:
         """Gold tasks for HITers still learning a skill they lack."""
         if not len(self._skills) or not len(self._gold_items):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ws = self._worker_state(r)
         table = self.store.assignment_table()
+        ws = self._worker_state(r, table)
         done = set(zip(table["item"].tolist(), self._wback[table["worker"]].tolist()))
         gold_skill = self._item_skill[self._gold_items]
         items, workers = [], []

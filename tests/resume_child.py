@@ -1,6 +1,12 @@
 """A small project that the crash test runs, kills and resumes (also importable)."""
 
+import os
+import signal
+import sqlite3
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -29,6 +35,42 @@ def make_project(store: str, latency: float = 0.0, budget: int = BUDGET) -> hitl
         workforce=crowd, answers_per_item=PER_ITEM, budget=hitl.Budget(answers=budget), store=store,
         y_true=y, random_state=5, progress=False,
     )
+
+
+def answers_committed(db) -> int:
+    """Answers in the store, read from a separate read-only connection (0 before the file exists)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def run_and_kill(db, kill_when, latency: float = 0.01, timeout: float = 120.0):
+    """Run this project in a child process and SIGKILL it once ``kill_when(answers)`` holds.
+
+    Returns ``(answers at the kill or None, child)``; the child has been reaped.
+    """
+    child = subprocess.Popen([sys.executable, str(Path(__file__)), str(db), str(latency)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    killed_at = None
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and child.poll() is None:
+            n = answers_committed(db)
+            if kill_when(n):
+                os.kill(child.pid, signal.SIGKILL)
+                killed_at = n
+                break
+            time.sleep(0.002)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    return killed_at, child
 
 
 if __name__ == "__main__":

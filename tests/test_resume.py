@@ -1,20 +1,9 @@
 """A project killed with SIGKILL in the middle of a round resumes without losing or duplicating an answer."""
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import numpy as np
-import pytest
-
-from resume_child import BATCH, BUDGET, PER_ITEM, make_project
-
-HERE = Path(__file__).parent
-
+from resume_child import BATCH, BUDGET, PER_ITEM, make_project, run_and_kill
 
 def _rows(db):
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
@@ -24,37 +13,11 @@ def _rows(db):
         con.close()
 
 
-def _count(db):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_sigkill_mid_round_then_resume(tmp_path):
     db = tmp_path / "project.db"
-    child = subprocess.Popen([sys.executable, str(HERE / "resume_child.py"), str(db), "0.01"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     per_round = BATCH * PER_ITEM
-    deadline = time.time() + 120
-    killed_at = None
-    try:
-        while time.time() < deadline and child.poll() is None:
-            n = _count(db)
-            # Past the first two rounds and strictly inside a round.
-            if n > 2 * per_round and n % per_round not in (0,):
-                os.kill(child.pid, signal.SIGKILL)
-                killed_at = n
-                break
-            time.sleep(0.002)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
+    # Past the first two rounds and strictly inside a round.
+    killed_at, child = run_and_kill(db, lambda n: n > 2 * per_round and n % per_round != 0)
     assert killed_at is not None, f"the child finished or stalled before it could be killed: {child.stderr.read()!r}"
     assert child.returncode == -signal.SIGKILL
     before = _rows(db)

@@ -2,32 +2,14 @@
 
 import datetime as dt
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from hitl.cli import main
-from resume_child import BATCH, make_project
+from resume_child import BATCH, make_project, run_and_kill
 
-HERE = Path(__file__).parent
 AS_OF = dt.date(2026, 6, 1)
-
-
-def _count(db):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return 0
 
 
 def _card(db, out):
@@ -54,22 +36,7 @@ def _lines(db):
 @pytest.mark.slow
 def test_killed_and_resumed_project_has_the_same_scorecard(tmp_path):
     db = tmp_path / "killed.db"
-    child = subprocess.Popen([sys.executable, str(HERE / "resume_child.py"), str(db), "0.01"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killed_at = None
-    deadline = time.time() + 120
-    try:
-        while time.time() < deadline and child.poll() is None:
-            n = _count(db)
-            if n > 150:  # a few rounds in, most likely inside one
-                os.kill(child.pid, signal.SIGKILL)
-                killed_at = n
-                break
-            time.sleep(0.002)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
+    killed_at, child = run_and_kill(db, lambda n: n > 150)  # a few rounds in, most likely inside one
     assert killed_at is not None, child.stderr.read()
     # A card of the half-done project can be made; it does not stop the project from resuming.
     half = _card(db, tmp_path / "half")
