@@ -11,7 +11,9 @@ from hitl.aggregation import (
     binomial_interval,
     detect_spammers,
     gold_accuracy,
+    gold_prior,
     spammer_scores,
+    worker_accuracy,
     worker_accuracy_from_gold,
     worker_accuracy_from_posteriors,
 )
@@ -145,3 +147,45 @@ def test_gold_accuracy_frame_with_string_ids():
     assert out.loc["bob", "accuracy"] == 0.5
     with pytest.raises(ValidationError):
         gold_accuracy(answers, pd.DataFrame({"task": ["t1"]}))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gold_anchored_accuracy_within_005_of_truth_for_every_worker(seed):
+    # Gold as a 10% share of the work, as in practice: a worker with 50 gold answers
+    # has about 500 answers in all. Gold alone is off by more than 0.05 for some of
+    # them (sd 0.06 at 50 answers); gold plus the gold-anchored aggregation is
+    # within 0.05 for every one.
+    task, worker, label, gold, truth, acc = crowd_with_gold(n_tasks=20000, gold_share=0.1, seed=seed)
+    from_gold = worker_accuracy_from_gold(task, worker, label, gold)
+    many = from_gold.n >= 50
+    assert many.sum() >= 20
+    assert np.abs(from_gold.accuracy[many] - acc[many]).max() > 0.05  # the case for combining
+    est = worker_accuracy(task, worker, label, gold)
+    assert (est.n >= from_gold.n).all()
+    err = np.abs(est.accuracy[many] - acc[many])
+    assert err.max() < 0.05, (err.max(), np.flatnonzero(many)[err.argmax()])
+    assert ((est.lower <= est.accuracy) & (est.accuracy <= est.upper)).all()
+
+
+def test_gold_anchored_accuracy_beats_gold_alone_with_dawid_skene_too():
+    task, worker, label, gold, truth, acc = crowd_with_gold(n_tasks=8000, gold_share=0.1, seed=5)
+    g = worker_accuracy_from_gold(task, worker, label, gold)
+    est = worker_accuracy(task, worker, label, gold, aggregator=DawidSkene())
+    has = g.n > 0
+    assert np.abs(est.accuracy[has] - acc[has]).mean() < 0.6 * np.abs(g.accuracy[has] - acc[has]).mean()
+
+
+def test_gold_prior_pins_gold_and_checks_labels():
+    prior = gold_prior([2, -1, 0], n_tasks=4, n_classes=3)
+    assert prior.shape == (4, 3)
+    np.testing.assert_allclose(prior.sum(axis=1), 1.0)
+    assert prior[0].argmax() == 2 and prior[0, 2] > 0.999
+    # non-gold rows: add-one smoothed gold class frequencies (1 + 1, 0 + 1, 1 + 1) / 5
+    np.testing.assert_allclose(prior[1], [0.4, 0.2, 0.4])
+    np.testing.assert_allclose(prior[3], prior[1])
+    with pytest.raises(ValidationError, match="gold"):
+        gold_prior([5], n_tasks=1, n_classes=3)
+    with pytest.raises(ValidationError, match="gold"):
+        gold_prior([0, 1, 0], n_tasks=2, n_classes=2)
+    with pytest.raises(ValidationError, match="gold"):
+        worker_accuracy([0, 1], [0, 0], [0, 1], gold=np.array([0.5, 1.0]))

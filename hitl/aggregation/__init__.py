@@ -27,6 +27,8 @@ from .quality import (
     spammer_scores,
     worker_accuracy_from_gold,
     worker_accuracy_from_posteriors,
+    worker_accuracy,
+    gold_prior,
 )
 
 #: The methods by their short names (the ``--method`` of ``hitl aggregate``).
@@ -64,6 +66,8 @@ __all__ = [
     "binomial_interval",
     "worker_accuracy_from_gold",
     "worker_accuracy_from_posteriors",
+    "worker_accuracy",
+    "gold_prior",
     "gold_accuracy",
     "spammer_scores",
     "detect_spammers",

@@ -4,6 +4,11 @@
   proportion, reported with a Wilson or Clopper-Pearson interval.
 * Without gold, the aggregation's posteriors give each answer's chance of being right;
   their mean is the worker's expected accuracy.
+* Both together (:func:`worker_accuracy`): the aggregation is fitted with the gold
+  tasks pinned to their known labels, and every answer counts, the gold ones exactly
+  and the others by their posterior chance of being right. Gold is usually a small
+  share of the work, so this rests on many more answers than gold alone: a worker
+  with 50 gold answers among 500 is estimated from 500.
 * A spammer answers without looking: their confusion matrix has (nearly) equal rows,
   i.e. it is near rank one. The spammer score of Raykar & Yu (JMLR 2012) measures the
   distance from that: 0 for a spammer, 1 for a perfect worker.
@@ -27,6 +32,8 @@ __all__ = [
     "binomial_interval",
     "worker_accuracy_from_gold",
     "worker_accuracy_from_posteriors",
+    "worker_accuracy",
+    "gold_prior",
     "spammer_scores",
     "detect_spammers",
     "gold_accuracy",
@@ -196,6 +203,107 @@ def worker_accuracy_from_posteriors(
         accuracy = np.where(n > 0, correct / np.maximum(n, 1), np.nan)
     lower, upper = binomial_interval(correct, n, confidence, "wilson")
     return WorkerAccuracy(accuracy, n, correct, lower, upper)
+
+
+def _gold_array(gold: Any, n_tasks: int) -> np.ndarray:
+    g = np.asarray(gold)
+    if g.ndim != 1 or g.dtype.kind not in "iu":
+        raise ValidationError(f"has shape {g.shape} and dtype {g.dtype}", field="gold",
+                              expected="a 1-d integer array, -1 where a task has no gold label")
+    if g.size > n_tasks:
+        raise ValidationError(f"has {g.size} entries for {n_tasks} tasks", field="gold",
+                              expected=f"at most one entry per task ({n_tasks})")
+    return np.concatenate([g.astype(np.int64), np.full(n_tasks - g.size, -1, dtype=np.int64)])
+
+
+def gold_prior(gold: Any, n_tasks: int, n_classes: int, *, floor: float = 1e-6) -> np.ndarray:
+    """A per-task prior that pins gold tasks to their known label.
+
+    Gold rows put ``1 - (k - 1) floor`` on the known label; every other row gets the
+    class frequencies of the gold labels (add-one smoothed), since gold is usually a
+    random sample of the work. Pass it as ``prior=`` to an aggregator.
+
+    Examples
+    --------
+    >>> gold_prior([1, -1], n_tasks=2, n_classes=2).round(3).tolist()
+    [[0.0, 1.0], [0.333, 0.667]]
+    """
+    g = _gold_array(gold, n_tasks)
+    known = g >= 0
+    if (g >= n_classes).any():
+        bad = int(np.flatnonzero(g >= n_classes)[0])
+        raise ValidationError(f"is {int(g[bad])}", item=bad, field="gold",
+                              expected=f"a label in [0, {n_classes}) or -1")
+    freq = np.bincount(g[known], minlength=n_classes).astype(np.float64) + 1.0
+    prior = np.tile(freq / freq.sum(), (n_tasks, 1))
+    prior[known] = floor
+    prior[np.flatnonzero(known), g[known]] = 1.0 - (n_classes - 1) * floor
+    return prior
+
+
+def worker_accuracy(
+    task: Any,
+    worker: Any,
+    label: Any,
+    gold: Any,
+    *,
+    aggregator: Any = None,
+    n_tasks: int | None = None,
+    n_workers: int | None = None,
+    n_classes: int | None = None,
+    confidence: float = 0.95,
+) -> WorkerAccuracy:
+    """Each worker's accuracy from gold and from the aggregation together.
+
+    The aggregator is fitted with the gold tasks pinned to their labels
+    (:func:`gold_prior`), so gold anchors every worker's skill. A gold answer then
+    counts as right or wrong; any other answer counts as right with its task's
+    posterior probability of the given label. The estimate is the mean over all of a
+    worker's answers, with a Wilson interval on that many answers (approximate: it
+    ignores the uncertainty of the posteriors). Gold alone over ``n`` answers has a
+    sampling error of about ``sqrt(p (1 - p) / n)``, 0.06 at ``n = 50``; counting
+    the other answers shrinks that by the square root of their number.
+
+    Parameters
+    ----------
+    task, worker, label : array-like of int
+        The answers (dense integer ids).
+    gold : array-like of int, shape (n_tasks,) or shorter
+        Known label of each task, ``-1`` where the task is not gold.
+    aggregator : estimator, default ``OneCoinDawidSkene()``
+        Any aggregator of :mod:`hitl.aggregation` that takes a ``prior``.
+    n_tasks, n_workers, n_classes : int, optional
+        Sizes; default to ``max + 1`` (gold labels count for ``n_classes``).
+    confidence : float, default 0.95
+
+    Returns
+    -------
+    WorkerAccuracy
+        ``n`` is every answer of the worker, ``correct`` the (expected) right ones.
+
+    Examples
+    --------
+    Worker 1 is wrong on the gold task 0, so their disagreement with worker 0 on
+    task 2 is settled in worker 0's favour:
+
+    >>> acc = worker_accuracy([0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1], [1, 0, 0, 0, 1, 0], gold=[1, -1, -1])
+    >>> acc.n.tolist(), acc.accuracy.round(2).tolist()
+    ([3, 3], [0.71, 0.06])
+    """
+    from .dawid_skene import OneCoinDawidSkene
+
+    t, w, y, nt, nw, k = check_answers(task, worker, label, n_tasks=n_tasks, n_workers=n_workers)
+    g = _gold_array(gold, nt)
+    k = max(k, int(g.max()) + 1, 2) if n_classes is None else int(n_classes)
+    if (y >= k).any():
+        raise ValidationError(f"has a label {int(y.max())}", field="label", expected=f"labels below n_classes={k}")
+    model = OneCoinDawidSkene() if aggregator is None else aggregator
+    model.fit(t, w, y, n_tasks=nt, n_workers=nw, n_classes=k, prior=gold_prior(g, nt, k))
+    post = np.array(model.posteriors_, dtype=np.float64)
+    known = g >= 0
+    post[known] = 0.0
+    post[np.flatnonzero(known), g[known]] = 1.0  # gold is known, not estimated
+    return worker_accuracy_from_posteriors(post, t, w, y, n_workers=nw, confidence=confidence)
 
 
 def spammer_scores(confusions: Any) -> np.ndarray:
