@@ -84,6 +84,35 @@ def test_entropy_pruning_keeps_rows_that_do_not_sum_to_one() -> None:
     np.testing.assert_array_equal(fast.indices, ref.indices)
 
 
+def test_entropy_tangent_bound_never_undercuts_the_entropy() -> None:
+    slope, at = unc._entropy_tangents()
+    rng = np.random.default_rng(1)
+    # Near-uniform rows, spiky rows with many tiny values, exact zeros and rows summing past 1.
+    P = np.concatenate([
+        rng.dirichlet(np.full(10, 50.0), size=20_000),
+        rng.dirichlet(np.full(10, 0.02), size=20_000),
+        np.where(rng.random((5_000, 10)) < 0.5, 0.0, rng.random((5_000, 10))) * 1.5,
+    ])
+    b = np.minimum((P * len(at)).astype(np.int64), len(at) - 1)
+    bound = (slope[b] * P + at[b]).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(P > 0, P * np.log(P), 0.0).sum(axis=1)
+    assert (bound >= h).all()
+    # Tight for probabilities (values above 1 share the last bucket's tangent: valid, looser).
+    probs = (P <= 1.0).all(axis=1)
+    assert (bound - h)[probs].max() < 10 / len(at)
+
+
+@pytest.mark.parametrize("alpha", [50.0, 0.05])
+def test_fused_entropy_exact_where_rows_crowd_the_threshold(alpha) -> None:
+    # Near-uniform rows put thousands of entropies within the bounds' slack of the
+    # cut; spiky rows put most mass in the first tangent bucket.
+    P = np.random.default_rng(3).dirichlet(np.full(10, alpha), size=100_000)
+    fast = select("entropy", 1000, proba=P)
+    ref = top_k(entropy_scores(P), 1000)
+    np.testing.assert_array_equal(fast.indices, ref.indices)
+
+
 def test_fused_path_handles_massive_ties() -> None:
     P = np.full((100_000, 4), 0.25)
     P[::7] = [0.7, 0.1, 0.1, 0.1]

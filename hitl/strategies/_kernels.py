@@ -237,19 +237,20 @@ def margin_select(P, t, rows_out, scores_out, counts):  # pragma: no cover - com
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
-def entropy_select(P, t, key_cut, slack, m1_lo, inv_width, m2_cut, rows_out, scores_out, counts):  # pragma: no cover
+def entropy_select(P, t, key_cut, slack, tangent_slope, tangent_at, rows_out, scores_out, counts):  # pragma: no cover
     """Keep rows with entropy >= t; logarithms only where the bounds allow it.
 
-    Rows summing to ``1 +- slack`` go through two log-free tests (see the
-    caller): ``1 - max < key_cut`` means the entropy bound from the top
-    probability alone is below ``t``; otherwise, for a top probability in
-    bucket ``(max - m1_lo) * inv_width``, a second largest probability of at
-    least ``m2_cut[bucket]`` means the bound from the top two is below ``t``.
-    Other rows are scored exactly.
+    Two log-free upper bounds on a row's entropy (see the caller). Rows summing
+    to ``1 +- slack`` with ``1 - max < key_cut`` have a bound from the top
+    probability alone below ``t``. Every other valid row gets the tangent bound
+    ``sum_j slope[b_j] * p_j + at[b_j]``, ``b_j`` the bucket of ``p_j``, which
+    never falls below the entropy (``-p log p`` is concave) and is within about
+    ``k / (2 B)`` of it; rows whose bound is below ``t`` need no logarithm.
     """
     n, k = P.shape
     n_chunks, cap = rows_out.shape
-    n_buckets = m2_cut.shape[0]
+    n_buckets = tangent_at.shape[0]
+    scale = float(n_buckets)
     step = (n + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         cnt = 0
@@ -263,24 +264,15 @@ def entropy_select(P, t, key_cut, slack, m1_lo, inv_width, m2_cut, rows_out, sco
                 lo = min(lo, v)
                 s += v
             if lo >= 0.0 and s < np.inf:
-                if abs(s - 1.0) <= slack:
-                    if (1.0 - m) < key_cut:
-                        continue
-                    if m >= m1_lo:
-                        # Second largest value: one more pass over a row that is in cache.
-                        second = 0.0
-                        skipped = False
-                        for j in range(k):
-                            v = P[i, j]
-                            if v == m and not skipped:
-                                skipped = True
-                            else:
-                                second = max(second, v)
-                        bucket = int((m - m1_lo) * inv_width)
-                        if bucket >= n_buckets:
-                            bucket = n_buckets - 1
-                        if second >= m2_cut[bucket]:
-                            continue
+                if abs(s - 1.0) <= slack and (1.0 - m) < key_cut:
+                    continue
+                bound = 0.0
+                for j in range(k):
+                    v = P[i, j]
+                    b = min(int(v * scale), n_buckets - 1)
+                    bound += tangent_slope[b] * v + tangent_at[b]
+                if bound < t:
+                    continue
                 h = 0.0
                 for j in range(k):
                     v = P[i, j]

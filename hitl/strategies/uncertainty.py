@@ -228,32 +228,25 @@ def _entropy_key_cut(t: float, k: int) -> float:
     return (1.0 - m_cut) - 1e-12
 
 
-_M2_BUCKETS = 512
-_M2_GRID = 513
+_TANGENT_BUCKETS = 1024
 
 
-def _entropy_m2_table(t: float, k: int, m1_lo: float, m1_hi: float) -> np.ndarray:
-    """Per bucket of the top probability, the second-largest value above which entropy < ``t``.
+def _entropy_tangents(n_buckets: int = _TANGENT_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
+    """Slope and intercept of the tangent to ``f(p) = -p log p`` at the middle of each bucket.
 
-    Bound from the top two (``m1 >= m2``) with the other ``k - 2`` classes
-    sharing ``r = 1 + slack - m1 - m2`` evenly:
-    ``B(m1, m2) = f(m1) + f(m2) + r log((k - 2) / r)``, ``f(x) = -x log x``.
-    Where ``r < (k - 2) m2`` (which then holds for every larger m2 and m1),
-    ``B`` falls in both m1 and m2; so for the bucket starting at ``e``, the
-    first grid value ``m2`` with ``B(e, m2) < t`` and that condition is a safe
-    cut for every row of the bucket. Buckets without one get 2 (no cut).
+    ``f`` is concave, so each tangent lies above it everywhere on ``p >= 0``:
+    ``f(p) <= (-log c - 1) p + c`` for any ``c > 0``. Taking ``c`` at the middle
+    of ``p``'s own bucket of width ``1 / B`` makes the gap at most ``1 / (2 B)``
+    (in the first bucket, at ``p = 0``) and far less elsewhere. The intercept is
+    nudged up by a few ulps so that rounding in the kernel cannot undercut ``f``.
     """
-    edges = m1_lo + (m1_hi - m1_lo) * np.arange(_M2_BUCKETS) / _M2_BUCKETS
-    M1 = edges[:, None]
-    M2 = M1 * np.linspace(0.0, 1.0, _M2_GRID)[None, :]
-    R = np.maximum(1.0 + _SUM_SLACK - M1 - M2, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        fm1 = np.where(M1 > 0, -M1 * np.log(M1), 0.0)
-        fm2 = np.where(M2 > 0, -M2 * np.log(M2), 0.0)
-        rest = np.where(R > 0, R * np.log((k - 2) / R), 0.0)
-    ok = (fm1 + fm2 + rest < t - _BOUND_TOL) & (R < (k - 2) * M2)
-    first = np.argmax(ok, axis=1)
-    return np.where(ok.any(axis=1), M2[np.arange(_M2_BUCKETS), first], 2.0)
+    c = (np.arange(n_buckets) + 0.5) / n_buckets
+    slope = -np.log(c) - 1.0
+    at = c * (1.0 + 1e-12) + 1e-15
+    return np.ascontiguousarray(slope), np.ascontiguousarray(at)
+
+
+_TANGENTS = _entropy_tangents()
 
 
 _ROW_KERNELS = {
@@ -302,15 +295,8 @@ def _fused_select(
     t = float(np.partition(sample_scores, m - r)[m - r])
     extra: tuple[Any, ...] = ()
     if kind == "entropy":
-        key_cut = _entropy_key_cut(t, k)
-        m1_lo = (1.0 + _SUM_SLACK) / k
-        m1_hi = 1.0 - key_cut if np.isfinite(key_cut) else 1.0
-        if k >= 3 and m1_hi > m1_lo:
-            table = _entropy_m2_table(t, k, m1_lo, m1_hi)
-            inv_width = _M2_BUCKETS / (m1_hi - m1_lo)
-        else:
-            table, inv_width = np.full(1, 2.0), 0.0
-        extra = (key_cut, _SUM_SLACK, m1_lo, inv_width, table)
+        # The key cut keeps _BOUND_TOL below t; the tangents carry their own rounding margin.
+        extra = (_entropy_key_cut(t, k), _SUM_SLACK, *_TANGENTS)
     expected = r * N / m
     found_rows, found_scores = [], []
     for lo, hi, block in _chunks(P, chunk_rows):
@@ -366,7 +352,9 @@ def _select_entropy(
     the remaining mass spread evenly over the other classes, and that bound
     falls as the top probability rises. With a threshold from a sample of rows,
     every row whose top probability puts its bound under the threshold is
-    skipped without a logarithm (see ``_entropy_key_cut``).
+    skipped without a logarithm (see ``_entropy_key_cut``); of the rest, those
+    whose sum of per-class tangent bounds is under it are skipped too (see
+    ``_entropy_tangents``).
     """
     return _select_by("entropy", proba, n, chunk_rows, random_state)
 
