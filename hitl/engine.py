@@ -352,7 +352,11 @@ class LabelingProject:
         free = ~state["labeled"] & ~blocked
         n_audited = int(state["audit_mask"].sum())
         passed = state["decision"].threshold is not None
-        n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items, passed), int(free.sum()))
+        promising = passed or self.router.more_audits_could_pass(*state["audit_check"], self.pool.n_items)
+        n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items, passed, promising),
+                      int(free.sum()))
+        if not promising and n_audited >= min(self.router.audit_size, self.pool.n_items // 4):
+            self.store.log("audits_futile", {"audited": n_audited}, round_no=r)
         audits = rng.choice(np.flatnonzero(free), size=n_audit, replace=False) if n_audit else np.zeros(0, np.int64)
         free[audits] = False
         candidates = np.flatnonzero(free & ~state["accepted"])
@@ -526,6 +530,7 @@ class LabelingProject:
         proba = None
         accepted = np.zeros(n, dtype=bool)
         decision = AcceptDecision(None, None, 0, 0)
+        audit_check = (np.zeros(0), np.zeros(0, dtype=bool))
         model_acc = None
         if train.any():
             idx = np.flatnonzero(train)
@@ -539,7 +544,8 @@ class LabelingProject:
                 proba[score] = self._prelabeler.predict_proba(self.model, self.pool.X, rows=score)
             audited = np.flatnonzero(audit_mask & labeled)
             conf = proba.max(1)
-            decision = self.router.decide_threshold(conf[audited], proba[audited].argmax(1) == y[audited])
+            audit_check = (conf[audited], proba[audited].argmax(1) == y[audited])
+            decision = self.router.decide_threshold(*audit_check)
             if decision.threshold is not None and len(np.unique(y[train])) > 1:
                 accepted = ~labeled & (conf >= decision.threshold)
             if self.eval_set is not None:
@@ -550,7 +556,7 @@ class LabelingProject:
                  "audited": decision.n_audited}
         point.update(self._label_accuracy(labeled, y, proba, accepted))
         return {"proba": proba, "accepted": accepted, "labeled": labeled, "y": y, "point": point,
-                "decision": decision, "audit_mask": audit_mask}
+                "decision": decision, "audit_mask": audit_mask, "audit_check": audit_check}
 
     def _human_labels(self) -> tuple[np.ndarray, np.ndarray]:
         lab = self.store.labels()

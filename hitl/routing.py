@@ -253,8 +253,8 @@ class Router:
         >>> conf = np.linspace(0.5, 1.0, 400)
         >>> correct = np.r_[np.arange(200) % 3 != 0, np.ones(200, bool)]  # sure half always right
         >>> d = Router(0.95).decide_threshold(conf, correct)
-        >>> bool(d.bound >= 0.95), bool(d.threshold >= 0.75)
-        (True, True)
+        >>> round(d.threshold, 3), round(d.bound, 3), d.n_audited, d.n_correct   # a little of the unsure half too
+        (0.731, 0.952, 216, 211)
         """
         conf = np.asarray(audit_confidence, dtype=np.float64)
         correct = np.asarray(audit_correct, dtype=bool)
@@ -288,20 +288,59 @@ class Router:
             return AcceptDecision(None, float(lower[first]), int(n[cand][first]), int(hits[cand][first]))
         return AcceptDecision(float(c_sorted[cand[best]]), float(lower[best]), int(n[cand[best]]), int(hits[cand[best]]))
 
-    def audits_wanted(self, n_audited: int, n_items_round: int, pool_size: int, passed: bool = True) -> int:
+    def audits_wanted(self, n_audited: int, n_items_round: int, pool_size: int, passed: bool = True,
+                      promising: bool = True) -> int:
         """How many of this round's items should be audits.
 
         Up to ``audit_size`` (at most a quarter of the pool); when the last decision
         found no threshold that meets the target, auditing goes on, up to
-        ``audit_max_share`` of the pool, rather than sending everything to humans.
+        ``audit_max_share`` of the pool, rather than sending everything to humans --
+        but only while more audits could still make a threshold pass (``promising``,
+        see :meth:`more_audits_could_pass`).
         """
         if not self.guarantee:
             return 0
         goal = min(self.audit_size, pool_size // 4)
-        if not passed and n_audited >= goal:
+        if not passed and promising and n_audited >= goal:
             goal = int(self.audit_max_share * pool_size)
         missing = max(0, goal - n_audited)
         return int(min(missing, np.ceil(self.audit_share * n_items_round)))
+
+    def more_audits_could_pass(self, audit_confidence: np.ndarray, audit_correct: np.ndarray, pool_size: int) -> bool:
+        """Whether auditing up to ``audit_max_share`` of the pool could still let a threshold pass.
+
+        With ``N`` audits, the fixed-sequence test starts at the ``start_n(N)`` most
+        confident of them, so at the most audits allowed it would start at the top
+        ``q = start_n(N_max) / N_max`` of the confidences. The audits already in hand
+        that fall in that top share estimate its accuracy: when even the upper
+        Clopper-Pearson bound of that estimate is below the target, more audits of
+        this model are money spent on a test it will fail (futility), so the router
+        keeps to ``audit_size`` and waits for a better model. Cheap to be wrong in
+        the other direction: a promising model just keeps being audited.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> conf = np.linspace(0.4, 0.99, 150)
+        >>> r = Router(0.95)
+        >>> r.more_audits_could_pass(conf, np.ones(150, bool), pool_size=4000)
+        True
+        >>> r.more_audits_could_pass(conf, np.arange(150) % 4 != 0, pool_size=4000)   # 75% right at the top too
+        False
+        """
+        conf = np.asarray(audit_confidence, dtype=np.float64)
+        correct = np.asarray(audit_correct, dtype=bool)
+        if not self.guarantee or len(conf) == 0:
+            return True
+        n_max = max(int(self.audit_max_share * pool_size), len(conf))
+        start = _min_trials(self.target_accuracy, self.confidence, errors=max(1, n_max // 100))
+        share = min(1.0, start / max(n_max, 1))
+        top = conf >= np.quantile(conf, 1.0 - share)
+        hits, n = int(correct[top].sum()), int(top.sum())
+        from scipy.stats import beta
+
+        upper = 1.0 if hits >= n else float(beta.ppf(self.confidence, hits + 1, n - hits))
+        return upper >= self.target_accuracy
 
     # ------------------------------------------------------------- redundancy
     def needs_more(self, posterior_max: np.ndarray, n_answers: np.ndarray, audit: np.ndarray | None = None) -> np.ndarray:

@@ -98,3 +98,34 @@ def test_bad_batch_size(blobs):
     X, y = blobs
     with pytest.raises(ConfigError, match="batch_size"):
         _project(X, y).run(batch_size=0)
+
+
+def test_futile_audits_stop_at_the_audit_size():
+    # Features carry no signal: the model is right a third of the time even where it is
+    # surest, so auditing past audit_size cannot make any threshold pass.
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 1000)
+    X = rng.normal(size=(1000, 4)).astype(np.float32)
+    kw = dict(y_true=y, router=hitl.Router(0.95, 0.95, audit_size=100, audit_max_share=0.3, random_state=0),
+              budget=hitl.Budget(answers=2500))
+    project = _project(X, y, **kw)
+    project.run(batch_size=40)
+    kinds = project.store.assignment_table()
+    audited = len(np.unique(kinds["item"][kinds["kind"] == "audit"]))
+    assert 100 <= audited <= 110  # audit_size, plus at most one round's share
+    assert project.store.events("audits_futile")
+
+
+def test_more_audits_could_pass_follows_the_top_of_the_confidences():
+    r = hitl.Router(0.95, 0.95)
+    conf = np.linspace(0.4, 1.0, 200)
+    # Wrong only below the median confidence: the top share the test would start from is clean.
+    correct = (conf > 0.7) | (np.arange(200) % 2 == 0)
+    assert r.more_audits_could_pass(conf, correct, pool_size=5000)
+    # Wrong every fourth item all the way up: no region of the top can reach 0.95.
+    assert not r.more_audits_could_pass(conf, np.arange(200) % 4 != 0, pool_size=5000)
+    assert r.more_audits_could_pass(np.zeros(0), np.zeros(0, bool), pool_size=5000)
+    # Not promising: no extension past audit_size; promising: up to audit_max_share of the pool.
+    assert r.audits_wanted(150, 100, 5000, passed=False, promising=False) == 0
+    assert r.audits_wanted(150, 100, 5000, passed=False, promising=True) == 25
+    assert hitl.Router(guarantee=False).more_audits_could_pass(conf, correct, pool_size=5000)
