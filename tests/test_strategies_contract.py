@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from modAL.models import ActiveLearner, Committee as ModalCommittee
@@ -90,7 +92,7 @@ def _model_for(name, world):
     return committee if name in ("vote_entropy", "kl_to_consensus") else model
 
 
-def _select(name, world, n, candidates, random_state=0):
+def _select(name, world, n, candidates, random_state=0, params=None):
     X, y, labeled, model, committee = world
     m = _model_for(name, world)
     return select(
@@ -101,10 +103,14 @@ def _select(name, world, n, candidates, random_state=0):
         X_labeled=X[labeled],
         model=m,
         random_state=random_state,
+        **(params or {}),
     )
 
 
 ALL = sorted(STRATEGIES)
+# Every strategy with its defaults, plus the non-default settings the label-cost benchmark runs.
+CASES = [(name, {}) for name in ALL] + [("core_set", {"space": "proba"}), ("kl_to_consensus", {"temperature": 0.5})]
+CASE_IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, params in CASES]
 
 
 def test_every_issue_strategy_is_registered() -> None:
@@ -115,12 +121,12 @@ def test_every_issue_strategy_is_registered() -> None:
     assert expected <= set(STRATEGIES)
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_shapes_and_no_duplicates(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_shapes_and_no_duplicates(name, params, world) -> None:
     X = world[0]
     candidates = np.arange(30, 400)
     for n in (1, 7, 25):
-        sel = _select(name, world, n, candidates)
+        sel = _select(name, world, n, candidates, params=params)
         assert isinstance(sel, Selection)
         assert sel.indices.dtype == np.int64 and sel.indices.ndim == 1
         assert sel.scores.dtype == np.float64 and sel.scores.shape == sel.indices.shape
@@ -130,17 +136,17 @@ def test_shapes_and_no_duplicates(name, world) -> None:
         assert np.isfinite(sel.scores).all()
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_deterministic_with_random_state(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_deterministic_with_random_state(name, params, world) -> None:
     candidates = np.arange(30, 400)
-    a = _select(name, world, 15, candidates, random_state=7)
-    b = _select(name, world, 15, candidates, random_state=7)
+    a = _select(name, world, 15, candidates, random_state=7, params=params)
+    b = _select(name, world, 15, candidates, random_state=7, params=params)
     np.testing.assert_array_equal(a.indices, b.indices)
     np.testing.assert_array_equal(a.scores, b.scores)
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_never_picks_labeled_items(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_never_picks_labeled_items(name, params, world) -> None:
     # The engine's view: candidates are the pool minus the labeled items, and the
     # picks, mapped back through the candidate list, must all be unlabeled.
     X, y, labeled, model, committee = world
@@ -151,42 +157,45 @@ def test_never_picks_labeled_items(name, world) -> None:
     m = _model_for(name, world)
     sel = select(
         name, 40, proba=m.predict_proba(X[candidates]), X=X[candidates], X_labeled=X[all_labeled], model=m,
-        random_state=0,
+        random_state=0, **params,
     )
     picked = candidates[sel.indices]
     assert not np.isin(picked, all_labeled).any()
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_batch_larger_than_pool(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_batch_larger_than_pool(name, params, world) -> None:
     candidates = np.arange(30, 42)
-    sel = _select(name, world, 50, candidates)
+    sel = _select(name, world, 50, candidates, params=params)
     assert sorted(sel.indices.tolist()) == list(range(12))
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_empty_pool(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_empty_pool(name, params, world) -> None:
     X, y, labeled, model, committee = world
     with pytest.raises(EmptyPoolError):
         select(
             name, 3, proba=np.empty((0, N_CLASSES)), X=np.empty((0, 4)), X_labeled=X[labeled],
-            model=_model_for(name, world), random_state=0,
+            model=_model_for(name, world), random_state=0, **params,
         )
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_nan_proba_is_rejected(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_nan_proba_is_rejected(name, params, world) -> None:
     X, y, labeled, model, committee = world
     P = model.predict_proba(X[30:100])
     P[5, 1] = np.nan
     with pytest.raises(ValidationError):
-        select(name, 3, proba=P, X=X[30:100], X_labeled=X[labeled], model=_model_for(name, world), random_state=0)
+        select(name, 3, proba=P, X=X[30:100], X_labeled=X[labeled], model=_model_for(name, world), random_state=0,
+               **params)
 
 
-@pytest.mark.parametrize("name", ALL)
-def test_works_as_modal_query_strategy(name, world) -> None:
+@pytest.mark.parametrize(("name", "params"), CASES, ids=CASE_IDS)
+def test_works_as_modal_query_strategy(name, params, world) -> None:
     X, y, labeled, model, committee = world
     fn = STRATEGIES[name][0]
+    if params:
+        fn = functools.partial(fn, **params)
     pool = X[30:]
     if name in ("vote_entropy", "kl_to_consensus"):
         learners = [

@@ -15,7 +15,7 @@ from scipy.stats import entropy as sp_entropy
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from hitl.errors import ValidationError
+from hitl.errors import ConfigError, ValidationError
 from hitl.strategies import (
     ProbaProxy,
     bald_scores,
@@ -23,6 +23,7 @@ from hitl.strategies import (
     entropy_scores,
     information_density,
     kl_to_consensus,
+    kl_to_consensus_scores,
     least_confident_scores,
     margin_scores,
     min_sq_distances,
@@ -255,6 +256,61 @@ def test_core_set_is_greedy_k_center() -> None:
         assert pick == int(np.argmax(d))
         assert score == pytest.approx(d[pick])
         centers.append(X[pick])
+
+
+def test_core_set_in_proba_space_is_greedy_k_center_on_sqrt_proba() -> None:
+    # Hellinger space: candidates at sqrt(p), labeled items at sqrt of the model's own predictions.
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int) + (X[:, 2] > 1).astype(int)
+    clf = LogisticRegression(max_iter=500).fit(X[:30], y[:30])
+    pool, L = X[30:], X[:30]
+    P = clf.predict_proba(pool)
+    sel = select("core_set", 10, proba=P, X=pool, X_labeled=L, model=clf, space="proba")
+    E, centers = np.sqrt(P), list(np.sqrt(clf.predict_proba(L)))
+    for t, (pick, score) in enumerate(zip(sel.indices, sel.scores)):
+        d = np.sqrt(((E[:, None] - np.array(centers)[None]) ** 2).sum(-1)).min(1)
+        d[sel.indices[:t]] = -1
+        assert pick == int(np.argmax(d))
+        assert score == pytest.approx(d[pick])
+        centers.append(E[pick])
+    # The modAL-style form gives the same picks; features play no part.
+    ours = core_set(clf, pool, n_instances=10, X_labeled=L, space="proba")
+    np.testing.assert_array_equal(ours.indices, sel.indices)
+    for X_other in (pool + 100.0, None):
+        again = select("core_set", 10, proba=P, X=X_other, X_labeled=L, model=clf, space="proba")
+        np.testing.assert_array_equal(again.indices, sel.indices)
+
+
+def test_core_set_in_proba_space_needs_a_model_for_labeled_items() -> None:
+    P = softmax_pool(50, 3)
+    X = np.zeros((50, 2))
+    with pytest.raises(ConfigError):
+        select("core_set", 3, proba=P, X=X, X_labeled=np.zeros((4, 2)), space="proba")
+    with pytest.raises(ConfigError):
+        select("core_set", 3, proba=P, X=X, space="pixels")
+    # No labeled items: plain k-center on sqrt(p), starting next to the mean.
+    sel = select("core_set", 3, proba=P, space="proba")
+    assert len(set(sel.indices.tolist())) == 3
+
+
+def test_kl_temperature_sharpens_members_first() -> None:
+    rng = np.random.default_rng(5)
+    M = rng.dirichlet(np.ones(4), size=(3, 40))
+    np.testing.assert_allclose(kl_to_consensus_scores(M, temperature=1.0), kl_to_consensus_scores(M))
+    S = M**2 / (M**2).sum(axis=2, keepdims=True)
+    np.testing.assert_allclose(kl_to_consensus_scores(M, temperature=0.5), kl_to_consensus_scores(S), rtol=1e-10)
+    # Members that share their favourite class disagree less once sharpened; split favourites do not.
+    agree = np.array([[[0.6, 0.4]], [[0.9, 0.1]]])
+    split = np.array([[[0.6, 0.4]], [[0.4, 0.6]]])
+    assert kl_to_consensus_scores(agree, temperature=0.25)[0] < kl_to_consensus_scores(agree)[0]
+    assert kl_to_consensus_scores(split, temperature=0.25)[0] > kl_to_consensus_scores(split)[0]
+    # Underflow-safe: tiny probabilities with a very low temperature stay finite.
+    tiny = np.array([[[1e-200, 2e-200]], [[2e-200, 1e-200]]]) / 3e-200
+    assert np.isfinite(kl_to_consensus_scores(tiny, temperature=0.01)).all()
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError):
+            kl_to_consensus_scores(M, temperature=bad)
 
 
 @pytest.mark.parametrize("n_labeled", [40, 1])

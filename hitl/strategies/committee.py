@@ -107,11 +107,15 @@ def vote_entropy_scores(member_proba: Any) -> np.ndarray:
     return 0.0 - _xlogx(p).sum(axis=1)
 
 
-def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean") -> np.ndarray:
+def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean", temperature: float = 1.0) -> np.ndarray:
     """KL divergence of each member from the consensus (mean) distribution.
 
     ``reduce="mean"`` averages over members (McCallum & Nigam, 1998);
     ``reduce="max"`` takes the largest, as ``modAL.disagreement.KL_max_disagreement``.
+    ``temperature`` below 1 sharpens each member's distribution first
+    (``p ** (1 / temperature)``, renormalised), which moves the measure from
+    soft disagreement toward disagreement about the winning class; 1 leaves
+    the members as they are.
 
     Examples
     --------
@@ -122,7 +126,12 @@ def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean") -> np.ndarra
     """
     if reduce not in ("mean", "max"):
         raise ConfigError(f"is {reduce!r}", field="reduce", expected="'mean' or 'max'")
+    numeric = isinstance(temperature, (int, float, np.integer, np.floating))
+    if not (numeric and np.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"is {temperature!r}", field="temperature", expected="a positive number")
     M = check_member_proba(member_proba)
+    if temperature != 1.0:
+        M = _sharpen(M, float(temperature))
     consensus = M.mean(axis=0)  # (n, k)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_ratio = np.log(M) - np.log(consensus)[None]
@@ -130,6 +139,14 @@ def kl_to_consensus_scores(member_proba: Any, reduce: str = "mean") -> np.ndarra
     kl = terms.sum(axis=2)  # (members, n)
     kl = np.maximum(kl, 0.0)  # rounding can leave -1e-17
     return kl.mean(axis=0) if reduce == "mean" else kl.max(axis=0)
+
+
+def _sharpen(M: np.ndarray, temperature: float) -> np.ndarray:
+    # Scale by the row maximum first so that p ** (1 / T) cannot underflow the whole row.
+    top = M.max(axis=2, keepdims=True)
+    S = (M / np.where(top > 0, top, 1.0)) ** (1.0 / temperature)
+    total = S.sum(axis=2, keepdims=True)
+    return S / np.where(total > 0, total, 1.0)
 
 
 def _select_vote_entropy(
@@ -140,9 +157,10 @@ def _select_vote_entropy(
 
 def _select_kl(
     proba: np.ndarray, n: int, *, X: Any = None, model: Any = None, reduce: str = "mean",
-    random_state: Any = None, **_: Any,
+    temperature: float = 1.0, random_state: Any = None, **_: Any,
 ) -> Selection:
-    return top_k(kl_to_consensus_scores(_members_for_select(proba, X, model), reduce=reduce), n, random_state)
+    M = _members_for_select(proba, X, model)
+    return top_k(kl_to_consensus_scores(M, reduce=reduce, temperature=temperature), n, random_state)
 
 
 def _members_for_select(proba: np.ndarray, X: Any, model: Any) -> np.ndarray:
@@ -189,16 +207,35 @@ def vote_entropy(committee: Any, X: Any, n_instances: int = 1, random_state: Any
 
 
 def kl_to_consensus(
-    committee: Any, X: Any, n_instances: int = 1, reduce: str = "mean", random_state: Any = None, **_: Any
+    committee: Any,
+    X: Any,
+    n_instances: int = 1,
+    reduce: str = "mean",
+    random_state: Any = None,
+    temperature: float = 1.0,
+    **_: Any,
 ) -> Selection:
     """Pick the items where members disagree most with their consensus (KL divergence).
 
     With ``reduce="max"`` the same picks as ``modAL.disagreement.max_disagreement_sampling``.
-    Parameters as in :func:`vote_entropy`.
+    ``temperature`` as in :func:`kl_to_consensus_scores`; other parameters as
+    in :func:`vote_entropy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class TwoMembers:
+    ...     def predict_proba_members(self, X):
+    ...         a = np.array([[0.5, 0.5], [0.9, 0.1], [0.6, 0.4]])
+    ...         b = np.array([[0.5, 0.5], [0.1, 0.9], [0.6, 0.4]])
+    ...         return np.stack([a, b])
+    >>> kl_to_consensus(TwoMembers(), np.zeros((3, 1)), n_instances=1).indices.tolist()
+    [1]
     """
     n = check_n_instances(n_instances)
     _check_pool(X)
-    return top_k(kl_to_consensus_scores(member_proba(committee, X), reduce=reduce), n, random_state)
+    M = member_proba(committee, X)
+    return top_k(kl_to_consensus_scores(M, reduce=reduce, temperature=temperature), n, random_state)
 
 
 def _check_pool(X: Any) -> None:

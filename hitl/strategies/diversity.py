@@ -1,7 +1,8 @@
 """Strategies that look at the feature space as well as the probabilities.
 
 - :func:`density_weighted`: uncertainty times information density (Settles & Craven, 2008).
-- :func:`core_set`: greedy k-center on features or model embeddings (Sener & Savarese, 2018).
+- :func:`core_set`: greedy k-center on features, model embeddings or predicted
+  distributions (Sener & Savarese, 2018).
 - :func:`badge`: k-means++ seeding on gradient embeddings (Ash et al., 2020).
 - :func:`cluster_margin`: lowest-margin candidates, one per cluster (after Citovsky et al., 2021).
 - :func:`ranked_batch`: the ranked batch-mode algorithm of Cardoso et al. (2017) as
@@ -321,8 +322,14 @@ def _greedy_k_center(E: np.ndarray, L: np.ndarray, n: int) -> Selection:
 
 def _select_core_set(
     proba: np.ndarray, n: int, *, X: Any = None, X_labeled: Any = None, model: Any = None,
-    use_embedding: bool = True, **_: Any,
+    use_embedding: bool = True, space: str = "features", **_: Any,
 ) -> Selection:
+    if space == "proba":
+        from ._core import check_proba
+
+        check_proba(proba)  # values: the probabilities are the space here
+        return _greedy_k_center(*_proba_space(proba, model, X_labeled), n)
+    _check_space(space)
     if X is None:
         raise ConfigError("is None", field="X", expected="candidate features (core-set is geometric)")
     E = _dense(_embed(model, X, use_embedding))
@@ -331,16 +338,66 @@ def _select_core_set(
     return _greedy_k_center(E, L, n)
 
 
+def _check_space(space: str) -> None:
+    if space not in ("features", "proba"):
+        raise ConfigError(f"is {space!r}", field="space", expected="'features' or 'proba'")
+
+
+def _proba_space(proba: np.ndarray, model: Any, X_labeled: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates and labeled items as square roots of the model's predicted distributions.
+
+    Euclidean distance between ``sqrt(p)`` and ``sqrt(q)`` is sqrt(2) times the
+    Hellinger distance of ``p`` and ``q``: bounded, so a few items with extreme
+    features cannot dominate the way they do in a standardised feature space.
+    """
+    E = np.sqrt(np.asarray(proba, dtype=np.float64))
+    _check_pool_size(E.shape[0])
+    if X_labeled is None or _n_rows(X_labeled) == 0:
+        return E, np.empty((0, E.shape[1]))
+    if model is None or not hasattr(model, "predict_proba"):
+        raise ConfigError(
+            "has no predict_proba", field="model", expected="the fitted model, to place the labeled items (space='proba')"
+        )
+    Q = np.asarray(model.predict_proba(X_labeled), dtype=np.float64)
+    if Q.shape != (_n_rows(X_labeled), E.shape[1]):
+        raise ValidationError(
+            f"gave shape {Q.shape} on the labeled items", field="model", expected=f"({_n_rows(X_labeled)}, {E.shape[1]})"
+        )
+    return E, np.sqrt(np.clip(Q, 0.0, None))
+
+
 def core_set(
-    classifier: Any, X: Any, n_instances: int = 1, *, X_labeled: Any = None, use_embedding: bool = True, **_: Any
+    classifier: Any,
+    X: Any,
+    n_instances: int = 1,
+    *,
+    X_labeled: Any = None,
+    use_embedding: bool = True,
+    space: str = "features",
+    **_: Any,
 ) -> Selection:
     """Greedy k-center: repeatedly pick the candidate farthest from everything labeled or picked.
 
     Scores are the distance to the nearest labeled-or-picked item at the time of
     the pick (for the very first pick of an unlabeled start: the distance to
     the pool mean). ``X_labeled`` defaults to a modAL learner's ``X_training``.
-    With ``use_embedding`` and a model with ``embed()``, distances are taken in
-    the embedding.
+
+    Parameters
+    ----------
+    classifier : model or None
+        Needed for ``space="proba"`` (its ``predict_proba``) and for ``embed()``.
+    X : array-like of shape (n, d)
+    n_instances : int
+    X_labeled : array-like of shape (n_labeled, d), optional
+    use_embedding : bool
+        With ``space="features"`` and a model with ``embed()``, take distances in the embedding.
+    space : {"features", "proba"}
+        ``"features"``: Euclidean distances between features (Sener & Savarese,
+        2018). ``"proba"``: between the square roots of the model's predicted
+        distributions (Hellinger distance), so the batch covers the kinds of
+        prediction the model makes rather than the corners of the feature
+        space; on standardised digits this was the better space on splits held
+        out from the label-cost benchmark (100-129).
 
     Examples
     --------
@@ -348,11 +405,21 @@ def core_set(
     >>> X = np.array([[0.0], [0.1], [5.0], [10.0]])
     >>> core_set(None, X, n_instances=2, X_labeled=np.array([[0.0]])).indices.tolist()
     [3, 2]
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> L = np.array([[-2.0], [2.0]])
+    >>> clf = LogisticRegression().fit(L, [0, 1])
+    >>> C = np.array([[-1.9], [0.0], [1.9]])   # the middle one is predicted unlike either labeled item
+    >>> core_set(clf, C, n_instances=1, X_labeled=L, space="proba").indices.tolist()
+    [1]
     """
     n = check_n_instances(n_instances)
     _check_pool_size(_n_rows(X))
+    _check_space(space)
     if X_labeled is None:
         X_labeled = labeled_features(classifier)
+    if space == "proba":
+        proba = get_proba(classifier, X)
+        return _greedy_k_center(*_proba_space(proba, classifier, X_labeled), n)
     E = _dense(_embed(classifier, X, use_embedding))
     L = _labeled_matrix(_embed(classifier, X_labeled, use_embedding) if X_labeled is not None else None, E.shape[1])
     return _greedy_k_center(E, L, n)
