@@ -658,12 +658,18 @@ class LabelingProject:
         eligible &= ~self._on_hold(r)[None, :]
         skill = getattr(self, "_skill", None)
         audit = np.isin(items, table["item"][table["kind"] == "audit"]) | np.isin(items, self._new_audits)
-        if skill is not None and audit.any():
-            # An audit checks the model, so it goes to the more reliable half of the crowd.
+        # An audit checks the model, and a re-ask settles answers that disagree or are not
+        # sure enough: both go to the more reliable half of the crowd, first answers to all.
+        to_reliable = audit | (np.isin(items, table["item"]) if self.router.escalate else False)
+        if skill is not None and to_reliable.any():
             s = np.full(len(self._countries), -1.0)
             mine = self._wpos < len(skill)
             s[mine] = skill[self._wpos[mine]]
-            eligible[audit] &= (s >= np.median(s))[None, :]
+            narrowed = eligible[to_reliable] & (s >= np.median(s))[None, :]
+            # Where nobody of that half may take the item (residency, hours), anyone eligible may.
+            ok = narrowed.any(axis=1)
+            rows = np.flatnonzero(to_reliable)
+            eligible[rows[ok]] = narrowed[ok]
         routing = self.router.assign(items, eligible, ws["load"], rng, per_item=per_item,
                                      seconds_today=ws["seconds_today"], seconds_per_task=per_task)
         # Unroutable for good only if residency and tenure rule out everybody; skills and

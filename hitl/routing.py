@@ -152,6 +152,10 @@ class Router:
     quality_min_answers : int, default 15
         Answers after which a HITer whose estimated accuracy is no better than chance
         (see :meth:`min_worker_accuracy`) gets no more label tasks.
+    escalate : bool, default True
+        Send the second and later answers of an item (and every audit) to the more
+        reliable half of the crowd by estimated skill; first answers go to anyone
+        eligible, so everybody keeps getting work.
     random_state : int, optional
 
     Examples
@@ -185,6 +189,7 @@ class Router:
         audit_target: float = 0.995,
         audit_max_answers: int = 5,
         quality_min_answers: int = 15,
+        escalate: bool = True,
         random_state: int | None = None,
     ) -> None:
         for name, value in (("target_accuracy", target_accuracy), ("confidence", confidence)):
@@ -220,6 +225,7 @@ class Router:
         self.audit_target = float(audit_target)
         self.audit_max_answers = int(audit_max_answers if answers_per_item is None else answers_per_item)
         self.quality_min_answers = int(quality_min_answers)
+        self.escalate = bool(escalate)
         self.random_state = random_state
 
     # ------------------------------------------------------------- auto-accept
