@@ -129,3 +129,26 @@ def test_more_audits_could_pass_follows_the_top_of_the_confidences():
     assert r.audits_wanted(150, 100, 5000, passed=False, promising=False) == 0
     assert r.audits_wanted(150, 100, 5000, passed=False, promising=True) == 25
     assert hitl.Router(guarantee=False).more_audits_could_pass(conf, correct, pool_size=5000)
+
+
+@pytest.mark.parametrize("escalate", [True, False])
+def test_reasks_go_to_the_more_reliable_half(blobs, escalate):
+    X, y = blobs
+    acc = np.r_[np.full(8, 0.97), np.full(8, 0.55)]
+    crowd = hitl.SimulatedCrowd.from_accuracies(acc, 16, truth=y, n_classes=3, binary=False, countries=["TG"],
+                                                random_state=3)
+    project = _project(X, y, crowd=crowd, y_true=y,
+                       router=hitl.Router(0.95, 0.95, guarantee=False, auto_accept=1.0, escalate=escalate))
+    project.run(batch_size=30)
+    ans = project.store.answers()
+    true_acc = crowd.accuracy[project._wback[ans["worker"]]]
+    # An item's first answer is its first row in commit order; every later one is a re-ask.
+    first = np.zeros(len(ans["item"]), dtype=bool)
+    first[np.unique(ans["item"], return_index=True)[1]] = True
+    good_first, good_reask = (true_acc[first] > 0.9).mean(), (true_acc[~first] > 0.9).mean()
+    assert (~first).sum() > 30
+    if escalate:
+        # Skills are estimated as the run goes, so a few re-asks reach the weaker half early on.
+        assert good_reask > 0.85 and good_reask > good_first + 0.15
+    else:
+        assert good_reask < 0.75
