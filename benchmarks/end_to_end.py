@@ -257,7 +257,8 @@ def report() -> None:
             ax.scatter([r["human_answers"] for r in rs], [r["label_accuracy"] for r in rs], s=14, alpha=0.7,
                        label=f"({m}) {label}")
         ax.axhline(0.95, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{data['dataset']} ({data['n_items']} items, {len(set(r['seed'] for r in runs))} seeds)")
+        n_seeds = len(set(r["seed"] for r in runs))
+        ax.set_title(f"{data['dataset']} ({data['n_items']} items, {n_seeds} seed{'s' if n_seeds != 1 else ''})")
         ax.set_xlabel("human answers")
         ax.set_ylabel("label accuracy (whole pool)")
         ax.grid(alpha=0.3)
