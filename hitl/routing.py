@@ -319,7 +319,8 @@ class Router:
         confident of them, so at the most audits allowed it would start at the top
         ``q = start_n(N_max) / N_max`` of the confidences. The audits already in hand
         that fall in that top share estimate its accuracy: when even the upper
-        Clopper-Pearson bound of that estimate is below the target, more audits of
+        Clopper-Pearson bound of that estimate is below the accuracy that region
+        needs to pass (the target plus room for the allowed misses), more audits of
         this model are money spent on a test it will fail (futility), so the router
         keeps to ``audit_size`` and waits for a better model. Cheap to be wrong in
         the other direction: a promising model just keeps being audited.
@@ -339,14 +340,18 @@ class Router:
         if not self.guarantee or len(conf) == 0:
             return True
         n_max = max(int(self.audit_max_share * pool_size), len(conf))
-        start = _min_trials(self.target_accuracy, self.confidence, errors=max(1, n_max // 100))
+        errors = max(1, n_max // 100)
+        start = _min_trials(self.target_accuracy, self.confidence, errors=errors)
         share = min(1.0, start / max(n_max, 1))
+        # That first region passes only if it is at least this accurate (e.g. 0.969 for
+        # 1,200 audits at 0.95 @ 95%): its bound must clear the target with `errors` misses.
+        needed = 1.0 - errors / start
         top = conf >= np.quantile(conf, 1.0 - share)
         hits, n = int(correct[top].sum()), int(top.sum())
         from scipy.stats import beta
 
         upper = 1.0 if hits >= n else float(beta.ppf(self.confidence, hits + 1, n - hits))
-        return upper >= self.target_accuracy
+        return upper >= needed
 
     # ------------------------------------------------------------- redundancy
     def needs_more(self, posterior_max: np.ndarray, n_answers: np.ndarray, audit: np.ndarray | None = None) -> np.ndarray:
