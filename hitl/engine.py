@@ -355,7 +355,9 @@ class LabelingProject:
         promising = passed or self.router.more_audits_could_pass(*state["audit_check"], self.pool.n_items)
         n_audit = min(self.router.audits_wanted(n_audited, n_items, self.pool.n_items, passed, promising),
                       int(free.sum()))
-        if not promising and n_audited >= min(self.router.audit_size, self.pool.n_items // 4):
+        if (not promising and n_audited >= min(self.router.audit_size, self.pool.n_items // 4)
+                and not any(e["payload"].get("audited") == n_audited for e in self.store.events("audits_futile"))):
+            # Once per audit count: the engineer learns why auditing stopped, not every round.
             self.store.log("audits_futile", {"audited": n_audited}, round_no=r)
         audits = rng.choice(np.flatnonzero(free), size=n_audit, replace=False) if n_audit else np.zeros(0, np.int64)
         free[audits] = False
