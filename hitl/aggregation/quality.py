@@ -153,12 +153,8 @@ def worker_accuracy_from_gold(
     >>> acc.accuracy.tolist(), acc.n.tolist()
     ([0.5, 0.0], [2, 1])
     """
-    t, w, y, _, nw, _ = check_answers(task, worker, label, n_workers=n_workers)
-    g = np.asarray(gold)
-    if g.ndim != 1 or g.dtype.kind not in "iu":
-        raise ValidationError(f"has shape {g.shape} and dtype {g.dtype}", field="gold",
-                              expected="a 1-d integer array, -1 where a task has no gold label")
-    g = np.concatenate([g.astype(np.int64), np.full(max(0, int(t.max()) + 1 - g.size), -1, dtype=np.int64)])
+    t, w, y, nt, nw, _ = check_answers(task, worker, label, n_workers=n_workers)
+    g = _gold_array(gold, nt)
     known = g[t] >= 0
     n = np.bincount(w[known], minlength=nw)
     correct = np.bincount(w[known], weights=(y[known] == g[t[known]]).astype(np.float64), minlength=nw)
@@ -206,14 +202,12 @@ def worker_accuracy_from_posteriors(
 
 
 def _gold_array(gold: Any, n_tasks: int) -> np.ndarray:
+    """Gold labels as int64, padded with -1 (no gold) to at least ``n_tasks`` entries."""
     g = np.asarray(gold)
     if g.ndim != 1 or g.dtype.kind not in "iu":
         raise ValidationError(f"has shape {g.shape} and dtype {g.dtype}", field="gold",
                               expected="a 1-d integer array, -1 where a task has no gold label")
-    if g.size > n_tasks:
-        raise ValidationError(f"has {g.size} entries for {n_tasks} tasks", field="gold",
-                              expected=f"at most one entry per task ({n_tasks})")
-    return np.concatenate([g.astype(np.int64), np.full(n_tasks - g.size, -1, dtype=np.int64)])
+    return np.concatenate([g.astype(np.int64), np.full(max(0, n_tasks - g.size), -1, dtype=np.int64)])
 
 
 def gold_prior(gold: Any, n_tasks: int, n_classes: int, *, floor: float = 1e-6) -> np.ndarray:
@@ -229,6 +223,9 @@ def gold_prior(gold: Any, n_tasks: int, n_classes: int, *, floor: float = 1e-6) 
     [[0.0, 1.0], [0.333, 0.667]]
     """
     g = _gold_array(gold, n_tasks)
+    if g.size > n_tasks:
+        raise ValidationError(f"has {g.size} entries for {n_tasks} tasks", field="gold",
+                              expected=f"at most one entry per task ({n_tasks})")
     known = g >= 0
     if (g >= n_classes).any():
         bad = int(np.flatnonzero(g >= n_classes)[0])
