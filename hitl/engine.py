@@ -97,8 +97,8 @@ class LabelingProject:
     Each round trains the model on the human labels (audited items excepted), pre-labels
     the pool, sets the auto-accept threshold from the audits (see :class:`hitl.Router`),
     sends a batch of the most useful uncertain items and a few random audits to eligible
-    HITers, asks more HITers only for items whose posterior is still below target, and
-    aggregates. It stops when every item is either human-labeled or auto-accepted, or
+    HITers, asks more HITers only for items whose posterior is still below target (by
+    default only while the human labels, as a set, fall short of it), and aggregates. It stops when every item is either human-labeled or auto-accepted, or
     when the budget is spent.
 
     Parameters
@@ -136,9 +136,14 @@ class LabelingProject:
         The project's first day (tenure is counted on it); default today.
     rounds_per_day : int, default 1
         Rounds in one project day (the daily hour cap resets each day).
-    prior_mix : float, default 0.1
-        The model prior is mixed with this much of a flat distribution, so a confident
-        model cannot outvote several agreeing HITers.
+    prior_mix : float or "audits", default "audits"
+        How far the model's probabilities are trusted as the prior of an item's answers.
+        ``"audits"``: calibrated on the audited items (a temperature and a flat share,
+        :class:`hitl.models.TemperatureScaling` with ``flat=True``, refitted each round
+        once 30 audits are in; a 0.1 flat share until then), so an over-confident model
+        cannot pass its confidence to the labels. A float: the prior is mixed with this
+        much of a flat distribution, so a confident model cannot outvote several
+        agreeing HITers.
     wages : hitl.impact.WageTable, path or DataFrame, optional
         Local minimum wages (country, currency, hourly amount, source, date); default:
         the example table shipped with ``hitl``.
@@ -191,7 +196,7 @@ class LabelingProject:
         fair_pay_multiple: float = 3.0,
         start_date: _dt.date | None = None,
         rounds_per_day: int = 1,
-        prior_mix: float = 0.1,
+        prior_mix: float | str = "audits",
         wages: Any = None,
         pay: dict | None = None,
         eval_set: tuple[Any, Any] | None = None,
@@ -217,8 +222,8 @@ class LabelingProject:
             raise ConfigError(f"is {self.classes!r}", field="classes", expected="at least two distinct labels")
         if not 0.0 < target_accuracy <= 1.0:
             raise ConfigError(f"is {target_accuracy}", field="target_accuracy", expected="a probability in (0, 1]")
-        if not 0.0 <= prior_mix <= 1.0:
-            raise ConfigError(f"is {prior_mix}", field="prior_mix", expected="a share in [0, 1]")
+        if prior_mix != "audits" and not (isinstance(prior_mix, (int, float)) and 0.0 <= prior_mix <= 1.0):
+            raise ConfigError(f"is {prior_mix!r}", field="prior_mix", expected='a share in [0, 1] or "audits"')
         if not fair_pay_multiple > 0:
             raise ConfigError(f"is {fair_pay_multiple}", field="fair_pay_multiple", expected="a positive multiple")
         if int(rounds_per_day) < 1:
@@ -237,7 +242,8 @@ class LabelingProject:
         from .distributed import Prelabeler
 
         self._prelabeler = Prelabeler(use_ray, progress=progress)
-        self.prior_mix = float(prior_mix)
+        self.prior_mix = prior_mix if prior_mix == "audits" else float(prior_mix)
+        self._prior_calibrator = None
         self.fair_pay_multiple = float(fair_pay_multiple)
         self.start_date = start_date or _dt.date.today()
         self.rounds_per_day = int(rounds_per_day)
@@ -394,7 +400,8 @@ class LabelingProject:
         stats = dict(state["point"], selected=int(len(np.unique(routing.items))), audits=int(len(audits)),
                      gold_tasks=int(len(gold_items)))
         proba = state["proba"]
-        prior_rows = proba[a_items] if proba is not None else np.full((len(a_items), len(self.classes)), 1 / len(self.classes))
+        prior_rows = (self._prior_rows(proba[a_items]) if proba is not None
+                      else np.full((len(a_items), len(self.classes)), 1 / len(self.classes)))
         self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats,
                                pay_cents=self.ledger.to_cents(pay), price_cents=self.ledger.to_cents(price),
                                priors=(a_items, prior_rows))
@@ -463,8 +470,16 @@ class LabelingProject:
         if not in_round.any() or not table["answered"][in_round].all():
             return np.zeros(0, np.int64)  # answers still missing (people left): nothing more to ask now
         items = np.unique(table["item"][in_round])
-        audit = np.isin(items, table["item"][table["kind"] == "audit"])
         post, counts = self._posteriors()
+        if self.router.redundancy == "set":
+            # Every human label delivered so far is judged together; only this round's may be asked again.
+            items = np.flatnonzero(counts > 0)
+            items = items[~np.isin(items, self._gold_items)]
+            open_ = np.isin(items, table["item"][in_round])
+            audit = np.isin(items, table["item"][table["kind"] == "audit"])
+            need = self.router.needs_more_set(post[items].max(1), counts[items], open_, audit=audit)
+            return items[need]
+        audit = np.isin(items, table["item"][table["kind"] == "audit"])
         need = self.router.needs_more(post[items].max(1), counts[items], audit=audit)
         return items[need]
 
@@ -501,7 +516,8 @@ class LabelingProject:
         has_prior, prior = self.store.priors(n, k)
         # Audits are judged by people alone: a model prior would tilt the check of the model.
         use_prior = has_prior & ~audit
-        prior = np.where(use_prior[:, None], (1 - self.prior_mix) * prior + self.prior_mix / k, 1.0 / k)
+        mix = 0.0 if self.prior_mix == "audits" else self.prior_mix  # "audits": mixed when stored
+        prior = np.where(use_prior[:, None], (1 - mix) * prior + mix / k, 1.0 / k)
         if len(ans["item"]) == 0:
             return prior, counts
         tasks, t_idx = np.unique(ans["item"], return_inverse=True)
@@ -548,6 +564,8 @@ class LabelingProject:
             conf = proba.max(1)
             audit_check = (conf[audited], proba[audited].argmax(1) == y[audited])
             decision = self.router.decide_threshold(*audit_check)
+            if self.prior_mix == "audits":
+                self._prior_calibrator = self._fit_prior_calibrator(proba[audited], y[audited])
             if decision.threshold is not None and len(np.unique(y[train])) > 1:
                 accepted = ~labeled & (conf >= decision.threshold)
             if self.eval_set is not None:
@@ -559,6 +577,25 @@ class LabelingProject:
         point.update(self._label_accuracy(labeled, y, proba, accepted))
         return {"proba": proba, "accepted": accepted, "labeled": labeled, "y": y, "point": point,
                 "decision": decision, "audit_mask": audit_mask, "audit_check": audit_check}
+
+    def _fit_prior_calibrator(self, proba: np.ndarray, y: np.ndarray) -> Any:
+        """Temperature and flat share of the model prior, fitted on the audits (None: too few yet)."""
+        from .models.calibration import TemperatureScaling
+
+        # Audits are a random sample held out of training: an honest check of how far the
+        # current model's probabilities can be trusted as a prior.
+        if len(y) < _MIN_PRIOR_AUDITS or len(np.unique(y)) < 2:
+            return None
+        return TemperatureScaling(flat=True).fit(np.log(np.clip(proba, 1e-12, None)), y)
+
+    def _prior_rows(self, proba: np.ndarray) -> np.ndarray:
+        """The model prior as it is stored: calibrated on the audits, or mixed with a flat share."""
+        if self.prior_mix != "audits":
+            return proba
+        if self._prior_calibrator is None:
+            k = proba.shape[1]
+            return (1 - _DEFAULT_PRIOR_MIX) * proba + _DEFAULT_PRIOR_MIX / k
+        return self._prior_calibrator.predict_proba(np.log(np.clip(proba, 1e-12, None)))
 
     def _human_labels(self) -> tuple[np.ndarray, np.ndarray]:
         lab = self.store.labels()
@@ -830,6 +867,12 @@ class LabelingProject:
         if write:
             self.store.log("finished", summary)
         return RunResult(labels=df, curve=curve, summary=summary, stop_reason=reason)
+
+
+#: Audited items needed before the model prior is calibrated on them (``prior_mix="audits"``) ...
+_MIN_PRIOR_AUDITS = 30
+#: ... and the flat share used until then.
+_DEFAULT_PRIOR_MIX = 0.1
 
 
 def one_coin_posteriors(task: np.ndarray, worker: np.ndarray, label: np.ndarray, *, n_tasks: int, n_workers: int,

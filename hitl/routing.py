@@ -11,7 +11,10 @@ Per item the router decides between the machine label and human answers:
   the stated level holds for the threshold chosen, not only for a fixed one.
 * **Dynamic redundancy.** An item goes to one HITer; another is asked only while the
   item's posterior (answers weighted by each HITer's estimated accuracy, with the
-  model as prior) is below ``redundancy_target``, up to ``max_answers``.
+  model as prior) is below ``redundancy_target``, up to ``max_answers``. By default
+  (``redundancy="set"``) the human labels are judged as a set: items below the target
+  are asked again, lowest posterior first, only while the expected accuracy of all
+  human labels delivered so far (at ``confidence``) is short of the target.
 * **Constraints that are never broken.** Residency (an item only reaches HITers in its
   allowed countries), skills (an item type may need a skill, earned on gold tasks),
   tenure (nobody past ``max_tenure_days`` on the platform), hours (a daily cap of time
@@ -156,6 +159,14 @@ class Router:
         Send the second and later answers of an item (and every audit) to the more
         reliable half of the crowd by estimated skill; first answers go to anyone
         eligible, so everybody keeps getting work.
+    redundancy : {"set", "item"}, default "set"
+        ``"item"``: every item is asked again until its own posterior reaches
+        ``redundancy_target`` (or ``max_answers``), so each label is that sure.
+        ``"set"``: the human labels are held to ``redundancy_target`` together (see
+        :meth:`needs_more_set`), which spends answers where they lower the expected
+        number of wrong labels most, and so buys fewer answers for labels that are, as
+        a set, as accurate as asked. It rests on calibrated posteriors (see
+        ``prior_mix`` of :class:`hitl.LabelingProject`).
     random_state : int, optional
 
     Examples
@@ -190,6 +201,7 @@ class Router:
         audit_max_answers: int = 5,
         quality_min_answers: int = 15,
         escalate: bool = True,
+        redundancy: str = "set",
         random_state: int | None = None,
     ) -> None:
         for name, value in (("target_accuracy", target_accuracy), ("confidence", confidence)):
@@ -226,6 +238,9 @@ class Router:
         self.audit_max_answers = int(audit_max_answers if answers_per_item is None else answers_per_item)
         self.quality_min_answers = int(quality_min_answers)
         self.escalate = bool(escalate)
+        if redundancy not in ("item", "set"):
+            raise ConfigError(f"is {redundancy!r}", field="redundancy", expected='"item" or "set"')
+        self.redundancy = redundancy
         self.random_state = random_state
 
     # ------------------------------------------------------------- auto-accept
@@ -365,6 +380,57 @@ class Router:
             target[audit] = self.audit_target
             most[audit] = self.audit_max_answers
         return (np.asarray(posterior_max) < target) & (n_answers < most)
+
+    def needs_more_set(self, posterior_max: np.ndarray, n_answers: np.ndarray, open_: np.ndarray,
+                       audit: np.ndarray | None = None) -> np.ndarray:
+        """Which items get one more HITer when the human labels are judged as a set.
+
+        ``posterior_max`` and ``n_answers`` cover every human-labeled item delivered so
+        far; only ``open_`` items (this round's) may be asked again. The expected
+        number of wrong labels is ``E = sum(1 - p)``; the set meets the target when
+        ``E`` plus ``z`` standard deviations (``z`` from ``confidence``, the normal
+        approximation of the Poisson-binomial count of errors) is at most
+        ``(1 - redundancy_target) * n``. While it is not, the open items furthest
+        below the target are asked again, lowest posterior first, just enough of them
+        that their expected errors cover the excess (the next wave looks again). No
+        item at or above the target is ever asked again, and audits keep their own
+        per-item rule (``audit_target``). The check rests on calibrated posteriors.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> r = Router(0.95)
+        >>> post = np.r_[np.full(28, 0.999), 0.93, 0.50]   # one item a little below, one far below
+        >>> r.needs_more_set(post, np.ones(30, int), open_=np.ones(30, bool)).nonzero()[0].tolist()
+        [29]
+        >>> r.needs_more(post, np.ones(30, int)).nonzero()[0].tolist()   # item by item: both
+        [28, 29]
+        """
+        p = np.asarray(posterior_max, dtype=np.float64)
+        n_answers = np.asarray(n_answers)
+        open_ = np.asarray(open_, dtype=bool)
+        audit = np.zeros(len(p), dtype=bool) if audit is None else np.asarray(audit, dtype=bool)
+        out = np.zeros(len(p), dtype=bool)
+        if self.answers_per_item is not None:
+            return open_ & (n_answers < self.answers_per_item)
+        out[open_ & audit] = ((p < self.audit_target) & (n_answers < self.audit_max_answers))[open_ & audit]
+        below = open_ & ~audit & (p < self.redundancy_target) & (n_answers < self.max_answers)
+        if not below.any():
+            return out
+        from scipy.stats import norm
+
+        z = float(norm.ppf(self.confidence))
+        errors = 1.0 - p
+        excess = errors.sum() + z * np.sqrt(np.sum(p * errors)) - (1.0 - self.redundancy_target) * len(p)
+        if excess <= 0:
+            return out
+        idx = np.flatnonzero(below)
+        idx = idx[np.argsort(p[idx], kind="stable")]
+        # Asking again removes most of an item's expected error; take the fewest lowest
+        # items whose errors cover the excess (at least one).
+        take = int(np.searchsorted(np.cumsum(errors[idx]), excess)) + 1
+        out[idx[:take]] = True
+        return out
 
     def min_worker_accuracy(self, n_classes: int) -> float:
         """Estimated accuracy under which a HITer gets no label tasks: chance plus 30% of the way to perfect."""

@@ -82,7 +82,8 @@ class Store:
     --------
     >>> import numpy as np
     >>> store = Store(":memory:")
-    >>> store.ensure_project(fingerprint="abc", classes=["cat", "dog"], config={})
+    >>> store.ensure_project(fingerprint="abc", classes=["cat", "dog"], config={})   # True: a new project
+    True
     >>> store.add_items(["a", "b"], ["default", "default"], [None, None])
     >>> from hitl.workforce import HITer
     >>> store.add_workers([HITer("h1", "TG")])
