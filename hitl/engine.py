@@ -563,7 +563,8 @@ class LabelingProject:
             audited = np.flatnonzero(audit_mask & labeled)
             conf = proba.max(1)
             audit_check = (conf[audited], proba[audited].argmax(1) == y[audited])
-            decision = self.router.decide_threshold(*audit_check)
+            decision = self.router.decide_threshold(*audit_check, candidate_confidence=conf[~labeled],
+                                                    audit_population=self._audit_population(table, audited))
             if self.prior_mix == "audits":
                 self._prior_calibrator = self._fit_prior_calibrator(proba[audited], y[audited])
             if decision.threshold is not None and len(np.unique(y[train])) > 1:
@@ -577,6 +578,19 @@ class LabelingProject:
         point.update(self._label_accuracy(labeled, y, proba, accepted))
         return {"proba": proba, "accepted": accepted, "labeled": labeled, "y": y, "point": point,
                 "decision": decision, "audit_mask": audit_mask, "audit_check": audit_check}
+
+    def _audit_population(self, table: dict, audited: np.ndarray) -> float | None:
+        """Mean number of unlabeled items at the rounds the audits were drawn (what they sample)."""
+        if len(audited) == 0:
+            return None
+        is_audit = table["kind"] == "audit"
+        drawn = np.full(self.pool.n_items, np.iinfo(np.int64).max)
+        np.minimum.at(drawn, table["item"][is_audit], table["round"][is_audit])
+        rounds = self.store.rounds()
+        labeled_then = np.zeros(max(r["round"] for r in rounds) + 1 if rounds else 1)
+        for r in rounds:  # one entry per round, not per item
+            labeled_then[r["round"]] = r["stats"].get("human_labeled", 0)
+        return float(np.mean(self.pool.n_items - labeled_then[np.minimum(drawn[audited], len(labeled_then) - 1)]))
 
     def _fit_prior_calibrator(self, proba: np.ndarray, y: np.ndarray) -> Any:
         """Temperature and flat share of the model prior, fitted on the audits (None: too few yet)."""

@@ -260,13 +260,26 @@ class Router:
             threshold = self.auto_accept
         return proba.max(axis=1) >= threshold
 
-    def decide_threshold(self, audit_confidence: np.ndarray, audit_correct: np.ndarray) -> AcceptDecision:
+    def decide_threshold(self, audit_confidence: np.ndarray, audit_correct: np.ndarray, *,
+                         candidate_confidence: np.ndarray | None = None,
+                         audit_population: float | None = None) -> AcceptDecision:
         """The lowest threshold whose audited accuracy bound meets the target (fixed-sequence test).
 
         Parameters
         ----------
         audit_confidence : (n,) the current model's confidence on the audited items
         audit_correct : (n,) bool, whether its label agrees with the humans' label
+        candidate_confidence : (m,) optional, the confidence on the items that would be
+            accepted (the unlabeled ones)
+        audit_population : float, optional
+            How many items the audits were drawn from (unlabeled when drawn). With
+            ``candidate_confidence``, the bound is made to hold for what is left: active
+            learning has since sent items of that population to people, and they may
+            have been the right ones. In the worst case every wrong label of the
+            region (about ``audit_population`` times its share of the audits, times
+            one minus the Clopper-Pearson bound) is among the ``A`` items still to
+            accept, so the bound reported and tested is
+            ``1 - (1 - lower) * N_region / A`` when ``A < N_region``.
 
         Examples
         --------
@@ -295,6 +308,13 @@ class Router:
         last_of_tie = np.r_[c_sorted[1:] != c_sorted[:-1], True]
         cand = np.flatnonzero(last_of_tie)
         lower = clopper_pearson_lower(hits[cand], n[cand], self.confidence)
+        if candidate_confidence is not None and audit_population is not None:
+            region = n[cand] / len(conf) * float(audit_population)
+            left = len(candidate_confidence) - np.searchsorted(np.sort(np.asarray(candidate_confidence, np.float64)),
+                                                              c_sorted[cand], side="left")
+            # Worst case: the region's errors all sit among the items still to accept.
+            crowding = np.maximum(1.0, region / np.maximum(left, 1))
+            lower = np.maximum(0.0, 1.0 - (1.0 - lower) * crowding)
         # The sequence starts where the region is large enough to pass with a few errors
         # (one per hundred audits, at least one); that start depends on the number and the
         # confidences of the audits only, never on their labels.

@@ -138,3 +138,22 @@ def test_the_model_prior_is_calibrated_on_the_audits():
     # What the answers meet is that calibrated prior, not the sharpened one.
     assert np.allclose(stored[stored_has].sum(1), 1.0, atol=1e-4)
     assert stored[stored_has].max(1).mean() < raw[stored_has].max(1).mean() - 0.05
+
+
+def test_the_bound_holds_for_the_items_left_to_accept():
+    r = hitl.Router(0.95, 0.95)
+    conf = np.linspace(0.5, 1.0, 400)
+    correct = np.r_[np.arange(200) % 3 != 0, np.ones(200, bool)]
+    plain = r.decide_threshold(conf, correct)
+    assert plain.threshold is not None
+    # The audits sample 4,000 items; nothing has left that population since: the same decision
+    # (up to the rounding of the region's size estimated from the audits).
+    everyone = np.linspace(0.5, 1.0, 4000)
+    same = r.decide_threshold(conf, correct, candidate_confidence=everyone, audit_population=4000)
+    assert same.threshold == plain.threshold and same.bound == pytest.approx(plain.bound, abs=1e-3)
+    # Active learning has since sent most of the sure region to people: only 150 items are left
+    # to accept, and the region's possible errors could all be among them.
+    few = np.linspace(0.9, 1.0, 150)
+    left = r.decide_threshold(conf, correct, candidate_confidence=few, audit_population=4000)
+    assert left.threshold is None or left.threshold > plain.threshold
+    assert left.bound is not None and left.bound < plain.bound
