@@ -821,7 +821,10 @@ class LabelingProject:
         left = self._money_left()
         if left is None:
             return np.ones(len(price), dtype=bool)
-        return np.cumsum(price) <= left
+        # Each task is also billed in whole cents, rounded up: the bill must fit too, not
+        # only the exact micros (20 tasks at 1.2 cents are 24 cents exact but 40 billed).
+        cents_left = self.budget.remaining_cents(self.store.spent_cents())
+        return (np.cumsum(price) <= left) & (np.cumsum(self.ledger.to_cents(price)) <= cents_left)
 
     # ------------------------------------------------------------------ the end
     def _finish(self, reason: str, write: bool = True) -> RunResult:
