@@ -8,7 +8,11 @@ Per item the router decides between the machine label and human answers:
   with confidence ``>= t`` reaches ``target_accuracy`` at ``confidence``. Thresholds
   are tested from the highest down and the search stops at the first that fails
   (fixed-sequence testing, as in Angelopoulos et al., *Learn then Test*, 2021), so
-  the stated level holds for the threshold chosen, not only for a fixed one.
+  the stated level holds for the threshold chosen, not only for a fixed one. The
+  audits sample the items unlabeled when they were drawn; active learning then takes
+  items of that population to people, possibly the right ones, so the bound is asked
+  to hold for the items left to accept in the worst case (every error of the region
+  among them; see :meth:`Router.decide_threshold`).
 * **Dynamic redundancy.** An item goes to one HITer; another is asked only while the
   item's posterior (answers weighted by each HITer's estimated accuracy, with the
   model as prior) is below ``redundancy_target``, up to ``max_answers``. By default
