@@ -62,7 +62,7 @@ def _run(sc, store):
     return project, project.run(batch_size=sc["batch"], max_rounds=12)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sc=scenarios())
 def test_no_rule_is_ever_broken(sc, tmp_path_factory):
     db = tmp_path_factory.mktemp("p") / "p.db"
