@@ -13,10 +13,12 @@ Usage::
 
     python benchmarks/end_to_end.py --datasets digits mnist --seeds 10
     python benchmarks/end_to_end.py --guarantee 20 --guarantee-dataset digits   # realised accuracy of auto-accepted labels
+    python benchmarks/end_to_end.py --ablation 5 --ablation-dataset tweets2000  # what each part of (d) buys
     python benchmarks/end_to_end.py --report                # merge results into JSON, markdown and plots
 
 Writes ``benchmarks/results/end_to_end_<dataset>.json`` (one per dataset),
-``end_to_end_guarantee_<dataset>.json``, ``end_to_end.md`` and ``end_to_end.png``.
+``end_to_end_guarantee_<dataset>.json``, ``end_to_end_ablation_<dataset>.json``, ``end_to_end.md``
+and ``end_to_end.png``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ METHODS = {
     "d": "hitl router (bound 0.95 @ 95%)",
 }
 
+
+#: Variants of (d) for the ablation: (redundancy rule, model prior).
+ABLATION = {
+    "item rule, 0.1 flat prior": ("item", 0.1),
+    "item rule, prior calibrated on audits": ("item", "audits"),
+    "set rule, 0.1 flat prior": ("set", 0.1),
+    "set rule, prior calibrated on audits (default)": ("set", "audits"),
+}
 
 #: The model every method with a model uses (c and d), per data set.
 MODELS = {
@@ -150,7 +160,7 @@ def baseline(name: str, method: str, seed: int, data, crowd) -> dict:
     }
 
 
-def run_one(name: str, method: str, seed: int, data) -> dict:
+def run_one(name: str, method: str, seed: int, data, variant: str | None = None) -> dict:
     X, y, k, make_model, batch = data
     crowd = hitl.SimulatedCrowd.from_accuracies(ACCURACIES, 40, truth=y, n_classes=k,
                                                 countries=["TG", "MG", "CM", "KE", "UG"], random_state=seed,
@@ -164,8 +174,9 @@ def run_one(name: str, method: str, seed: int, data) -> dict:
                                        router=hitl.Router(guarantee=False, auto_accept=0.95), **common)
         size = batch
     else:
-        project = hitl.LabelingProject(pool, make_model(), strategy="margin",
-                                       router=hitl.Router(0.95, 0.95), **common)
+        redundancy, prior_mix = ABLATION[variant] if variant else ("set", "audits")
+        project = hitl.LabelingProject(pool, make_model(), strategy="margin", prior_mix=prior_mix,
+                                       router=hitl.Router(0.95, 0.95, redundancy=redundancy), **common)
         size = batch
     t0 = time.perf_counter()
     result = project.run(batch_size=size)
@@ -173,7 +184,7 @@ def run_one(name: str, method: str, seed: int, data) -> dict:
     PRICE_PER_ANSWER.setdefault((name, seed), []).append(s["spent"] / max(s["human_answers"], 1))
     return {
         "dataset": name, "method": method, "seed": seed, "seconds": round(time.perf_counter() - t0, 2),
-        "human_answers": s["human_answers"], "cost": s["spent"], "label_accuracy": s["label_accuracy"],
+        **({"variant": variant} if variant else {}), "human_answers": s["human_answers"], "cost": s["spent"], "label_accuracy": s["label_accuracy"],
         "auto_accepted": s["auto_accepted"], "auto_accepted_accuracy": s["auto_accepted_accuracy"],
         "accuracy_bound": s["accuracy_bound"], "threshold": s["threshold"], "human_labeled": s["human_labeled"],
         "stop_reason": s["stop_reason"], "rounds": s["rounds"],
@@ -188,13 +199,15 @@ def main() -> None:
     ap.add_argument("--seed-start", type=int, default=0)
     ap.add_argument("--guarantee", type=int, default=0, help="seeds for the guarantee check (methods c and d)")
     ap.add_argument("--guarantee-dataset", default="mnist")
+    ap.add_argument("--ablation", type=int, default=0, help="seeds for the ablation of (d)'s redundancy rule and prior")
+    ap.add_argument("--ablation-dataset", default="tweets2000")
     ap.add_argument("--report", action="store_true", help="only merge existing results into markdown and plots")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.report:
         global ACCURACIES
         ACCURACIES = crowd_accuracies()
-        for name in args.datasets if not args.guarantee else []:
+        for name in args.datasets if not (args.guarantee or args.ablation) else []:
             data = load(name)
             rows = []
             for seed in range(args.seed_start, args.seed_start + args.seeds):
@@ -222,6 +235,18 @@ def main() -> None:
             (RESULTS / f"end_to_end_guarantee_{args.guarantee_dataset}.json").write_text(json.dumps(
                 {"dataset": args.guarantee_dataset, "model": model_of(args.guarantee_dataset), "target": 0.95,
                  "confidence": 0.95, "runs": rows}, indent=1))
+        if args.ablation:
+            data = load(args.ablation_dataset)
+            rows = []
+            for seed in range(200, 200 + args.ablation):
+                for variant in ABLATION:
+                    row = run_one(args.ablation_dataset, "d", seed, data, variant=variant)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                rows.append(run_one(args.ablation_dataset, "a", seed, data))
+            (RESULTS / f"end_to_end_ablation_{args.ablation_dataset}.json").write_text(json.dumps(
+                {"dataset": args.ablation_dataset, "model": model_of(args.ablation_dataset), "target": 0.95,
+                 "runs": rows}, indent=1))
     report()
 
 
@@ -234,7 +259,7 @@ def report() -> None:
     lines = ["| data set | method | human answers (median) | vs (a) | cost (median) | label accuracy (median) "
              "| auto-accepted | bound |", "|---|---|---|---|---|---|---|---|"]
     files = sorted(RESULTS.glob("end_to_end_*.json"))
-    sets = [f for f in files if "guarantee" not in f.name]
+    sets = [f for f in files if "guarantee" not in f.name and "ablation" not in f.name]
     fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(4.6 * max(1, len(sets)), 3.8), dpi=110, squeeze=False)
     for ax, f in zip(axes[0], sets):
         data = json.loads(f.read_text())
@@ -288,6 +313,24 @@ def report() -> None:
             auto = np.median([r["auto_accepted"] for r in rs])
             lines.append(f"| {data['dataset']} | ({m}) {METHODS[m]} | {len(rs)} | {len(rs) - below} | {below} | {lo} "
                          f"| {mid} | {auto:.0f} | {none} |")
+    for f in sorted(RESULTS.glob("end_to_end_ablation_*.json")):
+        data = json.loads(f.read_text())
+        runs = data["runs"]
+        seeds = sorted({r["seed"] for r in runs})
+        base = {r["seed"]: r["human_answers"] for r in runs if r["method"] == "a"}
+        base_acc = np.median([r["label_accuracy"] for r in runs if r["method"] == "a"])
+        lines += ["", f"Ablation of (d) on {data['dataset']} ({len(seeds)} seeds, {seeds[0]} on; {data['model']}): "
+                      f"what the redundancy rule and the calibrated prior each buy. (a) needs "
+                      f"{np.median(list(base.values())):.0f} answers for {base_acc:.4f}.", "",
+                  "| (d) variant | human answers (median) | vs (a) (median) | label accuracy (median) | min |",
+                  "|---|---|---|---|---|"]
+        for variant in ABLATION:
+            rs = [r for r in runs if r.get("variant") == variant]
+            if rs:
+                lines.append(f"| {variant} | {np.median([r['human_answers'] for r in rs]):.0f} "
+                             f"| {np.median([r['human_answers'] / base[r['seed']] for r in rs]):.0%} "
+                             f"| {np.median([r['label_accuracy'] for r in rs]):.4f} "
+                             f"| {min(r['label_accuracy'] for r in rs):.4f} |")
     (RESULTS / "end_to_end.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
