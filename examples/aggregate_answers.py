@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 import hitl
-from hitl.aggregation import DawidSkene, MajorityVote, OneCoinDawidSkene, read_answers_csv, read_gold_csv, worker_accuracy
+from hitl.aggregation import (DawidSkene, MajorityVote, OneCoinDawidSkene, read_answers_csv, read_gold_csv,
+                              worker_accuracy)
 
 
 def simulated(n_tasks: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
             learner.teach(X[pool[idx]], y[pool[idx]])
             pool = np.delete(pool, idx)
         out["modal_accuracy"] = float(learner.score(X, y))
-        print(f"modAL ActiveLearner with hitl's margin: {30 + 10 * args.queries} labels, accuracy {out['modal_accuracy']:.3f}")
+        print(f"modAL ActiveLearner with hitl's margin: {30 + 10 * args.queries} labels, "
+              f"accuracy {out['modal_accuracy']:.3f}")
 
     crowd = hitl.SimulatedCrowd.from_profile("realistic", 20, truth=y, n_classes=10, random_state=0)
     project = hitl.LabelingProject(hitl.Pool(X), SklearnModel(make(), n_classes=10), workforce=crowd,

@@ -98,8 +98,9 @@ class LabelingProject:
     the pool, sets the auto-accept threshold from the audits (see :class:`hitl.Router`),
     sends a batch of the most useful uncertain items and a few random audits to eligible
     HITers, asks more HITers only for items whose posterior is still below target (by
-    default only while the human labels, as a set, fall short of it), and aggregates. It stops when every item is either human-labeled or auto-accepted, or
-    when the budget is spent.
+    default only while the human labels, as a set, fall short of it), and aggregates.
+    It stops when every item is either human-labeled or auto-accepted, or when the
+    budget is spent.
 
     Parameters
     ----------
