@@ -470,18 +470,17 @@ class LabelingProject:
         in_round = (table["round"] == r) & (table["kind"] != "gold")
         if not in_round.any() or not table["answered"][in_round].all():
             return np.zeros(0, np.int64)  # answers still missing (people left): nothing more to ask now
-        items = np.unique(table["item"][in_round])
         post, counts = self._posteriors()
+        audit_items = table["item"][table["kind"] == "audit"]
         if self.router.redundancy == "set":
             # Every human label delivered so far is judged together; only this round's may be asked again.
             items = np.flatnonzero(counts > 0)
             items = items[~np.isin(items, self._gold_items)]
-            open_ = np.isin(items, table["item"][in_round])
-            audit = np.isin(items, table["item"][table["kind"] == "audit"])
-            need = self.router.needs_more_set(post[items].max(1), counts[items], open_, audit=audit)
-            return items[need]
-        audit = np.isin(items, table["item"][table["kind"] == "audit"])
-        need = self.router.needs_more(post[items].max(1), counts[items], audit=audit)
+            need = self.router.needs_more_set(post[items].max(1), counts[items], np.isin(items, table["item"][in_round]),
+                                              audit=np.isin(items, audit_items))
+        else:
+            items = np.unique(table["item"][in_round])
+            need = self.router.needs_more(post[items].max(1), counts[items], audit=np.isin(items, audit_items))
         return items[need]
 
     def _kinds_of(self, items: np.ndarray) -> list[str]:
@@ -601,7 +600,7 @@ class LabelingProject:
         # current model's probabilities can be trusted as a prior.
         if len(y) < _MIN_PRIOR_AUDITS or len(np.unique(y)) < 2:
             return None
-        return TemperatureScaling(flat=True).fit(np.log(np.clip(proba, 1e-12, None)), y)
+        return TemperatureScaling(flat=True).fit(_log_proba(proba), y)
 
     def _prior_rows(self, proba: np.ndarray) -> np.ndarray:
         """The model prior as it is stored: calibrated on the audits, or mixed with a flat share."""
@@ -610,7 +609,7 @@ class LabelingProject:
         if self._prior_calibrator is None:
             k = proba.shape[1]
             return (1 - _DEFAULT_PRIOR_MIX) * proba + _DEFAULT_PRIOR_MIX / k
-        return self._prior_calibrator.predict_proba(np.log(np.clip(proba, 1e-12, None)))
+        return self._prior_calibrator.predict_proba(_log_proba(proba))
 
     def _human_labels(self) -> tuple[np.ndarray, np.ndarray]:
         lab = self.store.labels()
@@ -891,6 +890,11 @@ class LabelingProject:
 _MIN_PRIOR_AUDITS = 30
 #: ... and the flat share used until then.
 _DEFAULT_PRIOR_MIX = 0.1
+
+
+def _log_proba(proba: np.ndarray) -> np.ndarray:
+    """Probabilities as logits for temperature scaling; a zero becomes a very small one."""
+    return np.log(np.clip(proba, 1e-12, None))
 
 
 def one_coin_posteriors(task: np.ndarray, worker: np.ndarray, label: np.ndarray, *, n_tasks: int, n_workers: int,

@@ -431,14 +431,14 @@ class Router:
         [28, 29]
         """
         p = np.asarray(posterior_max, dtype=np.float64)
-        n_answers = np.asarray(n_answers)
         open_ = np.asarray(open_, dtype=bool)
         audit = np.zeros(len(p), dtype=bool) if audit is None else np.asarray(audit, dtype=bool)
-        out = np.zeros(len(p), dtype=bool)
+        # What the per-item rule would ask; the set rule asks only part of it.
+        per_item = open_ & self.needs_more(p, n_answers, audit=audit)
         if self.answers_per_item is not None:
-            return open_ & (n_answers < self.answers_per_item)
-        out[open_ & audit] = ((p < self.audit_target) & (n_answers < self.audit_max_answers))[open_ & audit]
-        below = open_ & ~audit & (p < self.redundancy_target) & (n_answers < self.max_answers)
+            return per_item
+        out = per_item & audit
+        below = per_item & ~audit
         if not below.any():
             return out
         from scipy.stats import norm
