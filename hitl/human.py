@@ -134,6 +134,17 @@ class HumanWorkforce:
     # -- wiring ------------------------------------------------------------------------------
     def bind(self, project: Any) -> "HumanWorkforce":
         """Use ``project``'s store (called by the project, or by hand). Returns self."""
+        n_items = getattr(getattr(project, "pool", None), "n_items", None)
+        given = next((name for name in ("images", "texts", "files") if getattr(self, name) is not None), None)
+        if n_items is not None and given is not None:
+            try:
+                n_content = len(getattr(self, given))
+            except TypeError:
+                raise ConfigError(f"has no length ({type(getattr(self, given)).__name__})", field=given,
+                                  expected="one entry per pool item") from None
+            if n_content != n_items:
+                raise ConfigError(f"has {n_content} entries for a pool of {n_items} items", field=given,
+                                  expected="one entry per pool item, in pool order")
         self.store = project.store
         self.queue_ = None
         return self
@@ -205,7 +216,7 @@ class HumanWorkforce:
         wpos = store.worker_positions([h.id for h in self.hiters])
         back = np.full(int(wpos.max()) + 1, -1, dtype=np.int64)  # store position -> workforce position
         back[wpos] = np.arange(len(wpos))
-        rounds = _rounds_of(store, items, wpos[workers])
+        rounds = store.rounds_of(items, wpos[workers]) or [-1]
         wanted = np.unique(items)
         seen_rowid = 0
         start = time.monotonic()
@@ -214,9 +225,11 @@ class HumanWorkforce:
         bar = tqdm(total=len(items), desc="answers", unit="answer", disable=not self.progress, leave=False)
         try:
             while True:
-                rows = store._db.execute(
-                    "SELECT rowid, item, worker, label, seconds FROM answers WHERE rowid > ? AND round IN (%s) ORDER BY rowid"
-                    % ",".join("?" * len(rounds)), (seen_rowid, *rounds)).fetchall()
+                # One consistent view: an answer committed between reading the answers and
+                # counting what is left would otherwise be counted as in but never yielded.
+                with store.snapshot():
+                    rows = store.answers_since(seen_rowid, rounds)
+                    left = int(np.isin(store.pending_items(rounds), wanted).sum())
                 if rows:
                     seen_rowid = rows[-1][0]
                     arr = np.array([r[1:] for r in rows], dtype=np.float64)
@@ -226,7 +239,6 @@ class HumanWorkforce:
                         wf = back[wk[mine]]
                         bar.update(int(mine.sum()))
                         yield Answers(it[mine], wf, arr[mine, 2].astype(np.int64), arr[mine, 3])
-                left = _pending(store, wanted, rounds)
                 if left == 0:
                     return
                 if self.timeout is not None and time.monotonic() - start >= self.timeout:
@@ -255,26 +267,6 @@ def issue_tokens(store: Store | str | Path, hiter_ids: Sequence[str], *, admin: 
     if admin:
         out["admin"] = q.issue_token(admin=True)
     return out
-
-
-def _rounds_of(store: Store, items: np.ndarray, workers: np.ndarray) -> list[int]:
-    """Rounds of the given (item, store worker) assignments."""
-    pairs = list(zip(items.tolist(), workers.tolist()))
-    out: set[int] = set()
-    for start in range(0, len(pairs), 400):  # SQLite's bound-parameter limit
-        part = pairs[start:start + 400]
-        sql = "SELECT DISTINCT round FROM assignments WHERE (item, worker) IN (VALUES %s)" % ",".join("(?, ?)" for _ in part)
-        out.update(r[0] for r in store._db.execute(sql, [v for p in part for v in p]))
-    return sorted(out) or [-1]
-
-
-def _pending(store: Store, items: np.ndarray, rounds: list[int]) -> int:
-    rows = store._db.execute(
-        "SELECT a.item FROM assignments a LEFT JOIN answers b ON b.item = a.item AND b.worker = a.worker "
-        "WHERE b.item IS NULL AND a.round IN (%s)" % ",".join("?" * len(rounds)), rounds).fetchall()
-    if not rows:
-        return 0
-    return int(np.isin(np.array([r[0] for r in rows], dtype=np.int64), items).sum())
 
 
 # -- images ----------------------------------------------------------------------------------

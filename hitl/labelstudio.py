@@ -118,6 +118,9 @@ def read_annotations(source: str | Path | Sequence[dict], *, from_name: str | No
             raw = json.loads(Path(source).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DataFormatError(f"cannot be read as JSON ({exc})", item=str(source), field="export") from None
+        except RecursionError:
+            raise DataFormatError("is nested too deeply to be a Label Studio export", item=str(source),
+                                  field="export", expected="a JSON list of tasks") from None
     else:
         raw = source
     if isinstance(raw, dict):
@@ -202,14 +205,16 @@ def import_annotations(store: Store | str | Path, source: str | Path | Sequence[
     An annotation answers its HITer's assignment on that item. When the HITer holds
     none, it takes over a pending assignment of the item (the HITer must be allowed to
     see the item, and the assignment may not be under a running lease in the web app).
-    Everything is checked before anything is written; already-recorded answers are
-    skipped (idempotent).
+    Everything is checked before anything is written, and the answers are written in one
+    transaction; already-recorded answers are skipped (idempotent). One vote per HITer and
+    item: the same annotator giving the item two different labels is refused.
 
     Returns
     -------
-    dict with ``recorded`` (new answers), ``already`` (recorded before), ``reassigned``
-    and ``skipped`` (list of ``{task, item_id, hiter, reason}``: no pending assignment
-    left on the item, or residency).
+    dict with ``recorded`` (new answers), ``already`` (recorded before), ``reassigned``,
+    ``capped`` (answers whose ``lead_time`` was above ``time_limit``, the task's time
+    limit of one lease: recorded at the limit) and ``skipped`` (list of ``{task, item_id, hiter, reason}``:
+    no pending assignment left on the item, or residency).
     """
     q = TaskQueue(store)
     st = q.store
@@ -240,38 +245,45 @@ def import_annotations(store: Store | str | Path, source: str | Path | Sequence[
         if old != label or (stored is not None and stored[0] != label):
             raise ConflictingAnswerError(f"gives {w['id']} two different labels", item=rec["item_id"], field="label",
                                          expected="one label per HITer and item; nothing was written")
-    report = {"recorded": 0, "already": 0, "reassigned": 0, "skipped": []}
-    for rec, item, w, label in plan:
-        row = st._db.execute("SELECT round FROM assignments WHERE item = ? AND worker = ?", (item, w["idx"])).fetchone()
-        if row is None:
-            allowed = st._db.execute("SELECT allowed FROM items WHERE idx = ?", (item,)).fetchone()[0]
-            if allowed is not None and w["country"] not in allowed.split(","):
-                report["skipped"].append(dict(task=rec["task"], item_id=rec["item_id"], hiter=w["id"], reason="residency"))
-                continue
-            moved = _take_over(st, item, w["idx"])
-            if moved is None:
-                report["skipped"].append(dict(task=rec["task"], item_id=rec["item_id"], hiter=w["id"],
-                                              reason="no pending assignment on this item"))
-                continue
-            report["reassigned"] += 1
-            row = (moved,)
-        new = st.add_answers(row[0], np.array([item]), np.array([w["idx"]]), np.array([label]), np.array([rec["seconds"]]))
-        report["recorded" if new else "already"] += 1
+    limit = st.task_seconds()
+    report = {"recorded": 0, "already": 0, "reassigned": 0, "capped": 0, "time_limit": limit, "skipped": []}
+    # One transaction: an import is recorded whole or not at all, never half-written.
+    with st.transaction():
+        for rec, item, w, label in plan:
+            round_no = st.assignment_round(item, w["idx"])
+            if round_no is None:
+                allowed = st._db.execute("SELECT allowed FROM items WHERE idx = ?", (item,)).fetchone()[0]
+                if allowed is not None and w["country"] not in allowed.split(","):
+                    report["skipped"].append(dict(task=rec["task"], item_id=rec["item_id"], hiter=w["id"],
+                                                  reason="residency"))
+                    continue
+                round_no = _take_over(q, item, w["idx"])
+                if round_no is None:
+                    report["skipped"].append(dict(task=rec["task"], item_id=rec["item_id"], hiter=w["id"],
+                                                  reason="no pending assignment on this item"))
+                    continue
+                report["reassigned"] += 1
+            new = st.add_answers(round_no, np.array([item]), np.array([w["idx"]]), np.array([label]),
+                                 np.array([rec["seconds"]]))
+            report["recorded" if new else "already"] += 1
+            # The store records at most one lease of time on task (a tab left open is not work).
+            report["capped"] += int(bool(new) and rec["seconds"] > limit)
     return report
 
 
-def _take_over(st: Store, item: int, worker: int) -> int | None:
-    """Move a pending assignment of ``item`` to ``worker``; returns its round, or None."""
+def _take_over(q: TaskQueue, item: int, worker: int) -> int | None:
+    """Move a pending assignment of ``item`` to ``worker`` (re-priced for them); returns its round, or None."""
     import time
 
-    rows = st._db.execute(
-        "SELECT a.worker, a.round FROM assignments a LEFT JOIN answers b ON b.item = a.item AND b.worker = a.worker "
+    rows = q.store._db.execute(
+        "SELECT a.worker FROM assignments a LEFT JOIN answers b ON b.item = a.item AND b.worker = a.worker "
         "LEFT JOIN hq_leases l ON l.item = a.item AND l.worker = a.worker "
         "WHERE a.item = ? AND b.item IS NULL AND (l.expires_at IS NULL OR l.expires_at <= ?) ORDER BY a.rowid",
         (item, time.time())).fetchall()
-    for old, rnd in rows:
-        if st.reassign(item, old, worker):
-            return rnd
+    for (old,) in rows:
+        round_no = q.move_task(item, old, worker)
+        if round_no is not None:
+            return round_no
     return None
 
 
@@ -313,6 +325,9 @@ def _run(args: argparse.Namespace) -> int:
     report = import_annotations(args.store, args.export, mapping or None)
     print(f"hitl labelstudio: {report['recorded']} answer(s) recorded, {report['already']} already there, "
           f"{report['reassigned']} taken over, {len(report['skipped'])} skipped")
+    if report["capped"]:
+        print(f"  {report['capped']} answer(s) reported more time on task than one lease "
+              f"({report['time_limit']:g} s): recorded at the limit")
     for s in report["skipped"]:
         print(f"  skipped task {s['task']} (item {s['item_id']}, {s['hiter']}): {s['reason']}")
     return 0

@@ -100,6 +100,22 @@ class Pool:
         rows = self.residency_ if items is None else self.residency_[np.asarray(items, dtype=np.int64)]
         return rows[:, cols]
 
+    def features_fingerprint(self) -> str:
+        """A short hash of the features (shape, dtype and every value), read in chunks.
+
+        The store records it when a project is created and refuses to resume the project
+        with other features: labels and priors stored for an item would then describe
+        another item. Chunked, so a memmapped pool is never loaded whole.
+        """
+        import hashlib
+
+        X = self.X
+        h = hashlib.blake2b(digest_size=8)
+        h.update(f"{X.dtype.str}{X.shape}".encode())
+        for start in range(0, X.shape[0], _CHUNK):
+            h.update(np.ascontiguousarray(X[start : start + _CHUNK]).tobytes())
+        return h.hexdigest()
+
     def fingerprint(self) -> str:
         """A short hash of the ids, used by the store to refuse another project's file."""
         import hashlib

@@ -164,8 +164,6 @@ class TaskQueue:
         else:
             self._shared = None
             self.path = str(store)
-            if not Path(self.path).exists():
-                raise StoreError("does not exist", item=self.path, field="store", expected="a project store file")
         self._ensure_schema(self.store)
 
     # -- connections -----------------------------------------------------------------------
@@ -176,13 +174,24 @@ class TaskQueue:
             return self._shared
         st = getattr(self._local, "store", None)
         if st is None:
-            st = Store(self.path)
+            # An existing project store only: a wrong path must not leave a new file behind.
+            st = Store(self.path, create=False)
             self._local.store = st
         return st
 
+    def _ledger(self) -> Any:
+        """The ledger of the calling thread's store (prices a task handed to another HITer)."""
+        from .impact.ledger import Ledger
+
+        # One per connection, as the store: the shared store's, or this thread's own.
+        holder = self if self._shared is not None else self._local
+        if getattr(holder, "ledger", None) is None:
+            holder.ledger = Ledger(self.store)
+        return holder.ledger
+
     @staticmethod
     def _ensure_schema(store: Store) -> None:
-        store._db.executescript(_SCHEMA)
+        store.ensure_schema(_SCHEMA)
 
     def close(self) -> None:
         st = getattr(self._local, "store", None)
@@ -206,6 +215,9 @@ class TaskQueue:
         with self.store.transaction() as db:
             db.executemany("INSERT INTO hq_meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            [(k, json.dumps(v)) for k, v in settings.items()])
+            if lease is not None:
+                # The lease is the task's time limit: no path may record more time on task.
+                self.store.set_task_seconds(float(lease))
 
     def settings(self) -> dict:
         rows = dict(self.store._db.execute("SELECT key, value FROM hq_meta").fetchall())
@@ -213,10 +225,10 @@ class TaskQueue:
 
     def classes(self) -> list[str]:
         """The project's label names (from the store), in class-index order."""
-        row = self.store._db.execute("SELECT value FROM meta WHERE key = 'classes'").fetchone()
-        if row is None:
+        classes = self.store.classes()
+        if classes is None:
             raise StoreError("has no project yet", item=self.path, field="classes")
-        return json.loads(row[0])
+        return classes
 
     # -- posting (the project's side) -----------------------------------------------------
     def post(self, items: np.ndarray, contents: Sequence[tuple[str, str, bytes]],
@@ -288,6 +300,24 @@ class TaskQueue:
 
         The token is returned once; only a salted SHA-256 digest of its secret is stored.
         """
+        token, row = self.mint_token(hiter_id, admin=admin)
+        self.commit_tokens([row])
+        return token
+
+    def mint_token(self, hiter_id: str | None = None, *, admin: bool = False) -> tuple[str, tuple]:
+        """Make a token in memory, storing nothing; :meth:`commit_tokens` makes it valid.
+
+        Parameters
+        ----------
+        hiter_id : str, optional
+            A registered HITer (exactly one of ``hiter_id`` and ``admin=True``).
+        admin : bool, default False
+            A token for the project's admin.
+
+        Returns
+        -------
+        (token, row) : the token to hand out, and the ``hq_tokens`` row (its digest only)
+        """
         if admin == (hiter_id is not None):
             raise ValidationError("needs exactly one of hiter_id or admin=True", field="hiter_id")
         worker = None
@@ -296,10 +326,20 @@ class TaskQueue:
         token_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(24)
         salt = secrets.token_bytes(16)
+        row = (token_id, worker, "admin" if admin else "hiter", salt, _digest(salt, secret), time.time())
+        return f"{_TOKEN_PREFIX}_{token_id}_{secret}", row
+
+    def commit_tokens(self, rows: Sequence[tuple]) -> int:
+        """Store rows made by :meth:`mint_token`, all in one transaction; returns how many.
+
+        Parameters
+        ----------
+        rows : sequence of tuple
+            The second element of each :meth:`mint_token` result.
+        """
         with self.store.transaction() as db:
-            db.execute("INSERT INTO hq_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                       (token_id, worker, "admin" if admin else "hiter", salt, _digest(salt, secret), time.time()))
-        return f"{_TOKEN_PREFIX}_{token_id}_{secret}"
+            db.executemany("INSERT INTO hq_tokens VALUES (?, ?, ?, ?, ?, ?, NULL)", [tuple(r) for r in rows])
+        return len(rows)
 
     def revoke_tokens(self, hiter_id: str) -> int:
         """Revoke every token of a HITer; returns how many."""
@@ -369,14 +409,29 @@ class TaskQueue:
             if country is None:
                 raise NotYourTask("is not a registered HITer", item=worker, field="worker")
             for old_worker, item in self._others(worker, country[0], now, cfg):
-                if not self.store.reassign(item, old_worker, worker):
-                    continue  # answered or moved meanwhile
                 with self.store.transaction() as tx:
+                    if self.move_task(item, old_worker, worker) is None:
+                        continue  # answered or moved meanwhile
                     tx.execute("DELETE FROM hq_leases WHERE item = ? AND worker = ?", (item, old_worker))
                     tx.execute("INSERT OR REPLACE INTO hq_leases VALUES (?, ?, ?, ?, ?)", (item, worker, now, now + lease, old_worker))
                     _seen(tx, worker, now)
                 return self._task(item, worker)
             return None
+
+    def move_task(self, item: int, old_worker: int, new_worker: int) -> int | None:
+        """Hand an unanswered task to another HITer and price it for them, in one transaction.
+
+        The new HITer is paid at their own wage for the task's round (the ledger writes
+        their task line); the first HITer's quote stops counting, since the assignment is
+        no longer theirs. Returns the task's round, or None when nothing moved (answered
+        meanwhile, gone, or the new HITer already holds the item).
+        """
+        with self.store.transaction():
+            if not self.store.reassign(int(item), int(old_worker), int(new_worker)):
+                return None
+            round_no = self.store.assignment_round(int(item), int(new_worker))
+            self._ledger().quote(round_no, [int(item)], [int(new_worker)])
+            return round_no
 
     def _others(self, worker: int, country: str, now: float, cfg: dict) -> list[tuple[int, int]]:
         """(old worker, item) candidates to move to ``worker``: expired leases first."""
@@ -481,12 +536,19 @@ class TaskQueue:
         return {"item": item, "label": int(label), "seconds": seconds, "round": int(round_no)}
 
     # -- the engineer's side -----------------------------------------------------------------
-    def pending(self, items: np.ndarray | None = None) -> int:
-        """Posted assignments of open rounds still unanswered (restricted to ``items`` if given)."""
+    def pending(self, items: np.ndarray | None = None, *, worker: int | None = None) -> int:
+        """Posted assignments of open rounds still unanswered.
+
+        Restricted to ``items`` if given, and to the HITer at store position ``worker`` if given.
+        """
         sql = ("SELECT a.item FROM assignments a JOIN hq_items q ON q.item = a.item "
                "JOIN rounds r ON r.round = a.round AND r.status = 'open' "
                "LEFT JOIN answers b ON b.item = a.item AND b.worker = a.worker WHERE b.item IS NULL")
-        got = np.array([r[0] for r in self.store._db.execute(sql)], dtype=np.int64)
+        params: tuple = ()
+        if worker is not None:
+            sql += " AND a.worker = ?"
+            params = (int(worker),)
+        got = np.array([r[0] for r in self.store._db.execute(sql, params)], dtype=np.int64)
         if items is not None:
             got = got[np.isin(got, np.asarray(items, dtype=np.int64))]
         return int(len(got))

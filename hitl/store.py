@@ -1,9 +1,15 @@
 """The project's durable state, in one SQLite file (WAL mode).
 
 Everything the engine needs to resume lives here: items, HITers, rounds,
-assignments, every human answer, every label with its source, payments and an
-event log. Each write is its own transaction, committed before the call returns,
-so a process killed at any instant loses nothing that was acknowledged.
+assignments, every human answer, every label with its source and an event log.
+Money lives beside it, in the ledger's tables (:mod:`hitl.impact.ledger`): the store
+keeps no copy of any amount.
+
+Every write is a transaction committed before the call returns, so a process killed
+at any instant loses nothing that was acknowledged. Transactions nest
+(:meth:`Store.transaction` inside another joins it as a savepoint), so a change of
+state made of several steps (creating a project, closing and settling a round) is
+one transaction: a kill leaves it done or not done, never half done.
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ import numpy as np
 
 from .errors import ConflictingAnswerError, StoreError, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schema versions this code reads: 1 kept money in ``payments`` and in two columns of
+#: ``assignments``, which are no longer written or read (the ledger is the one record).
+READABLE_SCHEMAS = ("1", "2")
+#: Time limit of one task (its lease) when the project never set one: answers are
+#: recorded with at most this much time on task, whatever the source reports.
+DEFAULT_TASK_SECONDS = 600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +49,6 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS assignments (
     item INTEGER NOT NULL REFERENCES items(idx), worker INTEGER NOT NULL REFERENCES workers(idx),
     round INTEGER NOT NULL REFERENCES rounds(round), kind TEXT NOT NULL, created_at REAL NOT NULL,
-    pay_cents INTEGER, price_cents INTEGER,
     PRIMARY KEY (item, worker)
 );
 CREATE TABLE IF NOT EXISTS priors (
@@ -54,12 +65,6 @@ CREATE TABLE IF NOT EXISTS labels (
     source TEXT NOT NULL CHECK (source IN ('machine', 'human', 'aggregated')),
     confidence REAL NOT NULL, round INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS payments (
-    item INTEGER NOT NULL, worker INTEGER NOT NULL, round INTEGER NOT NULL,
-    amount_cents INTEGER NOT NULL, currency TEXT NOT NULL,
-    PRIMARY KEY (item, worker),
-    FOREIGN KEY (item, worker) REFERENCES answers(item, worker)
-);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, round INTEGER, kind TEXT NOT NULL, payload TEXT
 );
@@ -68,6 +73,13 @@ CREATE INDEX IF NOT EXISTS assignments_round ON assignments(round);
 """
 
 LABEL_SOURCES = ("machine", "human", "aggregated")
+# Tables a hitl store may hold (its own, the task queue's, the ledger's, schema 1's payments):
+# a file with any other table belongs to another application and is never written to.
+_OWN_PREFIXES = ("hq_", "ledger_", "sqlite_")
+_OWN_TABLES = {"meta", "items", "workers", "rounds", "assignments", "priors", "answers", "labels", "events",
+               "payments"}
+# Settings of a project that change its results: recorded when it is created, checked on resume.
+SETTING_KEYS = ("features", "config")
 
 
 class Store:
@@ -77,6 +89,11 @@ class Store:
     ----------
     path : str or Path, default ":memory:"
         The database file. Reopening the same file resumes the project.
+    create : bool, default True
+        Make a new store when the file is missing or empty. ``False`` opens an existing
+        project store only (for commands that read one): a missing file, an empty one or
+        another application's database is refused with :class:`~hitl.errors.StoreError`
+        and nothing is written to it.
 
     Examples
     --------
@@ -94,24 +111,83 @@ class Store:
     0
     """
 
-    def __init__(self, path: str | Path = ":memory:") -> None:
+    def __init__(self, path: str | Path = ":memory:", *, create: bool = True) -> None:
         self.path = str(path)
+        self._depth = 0
+        self._classes: list[str] | None = None
+        if not create and (self.path == ":memory:" or not Path(self.path).is_file()):
+            raise StoreError("does not exist", item=self.path, field="store", expected="a project store file")
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            # mode=rw never creates a file: a reader must not leave an empty database behind.
+            target = Path(self.path).resolve().as_uri() + "?mode=rw" if not create else self.path
+            self._db = sqlite3.connect(target, isolation_level=None, timeout=30.0, uri=not create)
+            self._check_ownership(create)
             self._db.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed answer survives a power cut, not only a crash.
             self._db.execute("PRAGMA synchronous = FULL")
-            self._db.executescript(_SCHEMA)
+            self.ensure_schema(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot be opened as a project store ({exc})", field="store", item=self.path) from None
+
+    def _check_ownership(self, create: bool) -> None:
+        """Refuse another application's database, and (readers) a file that holds no project."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        foreign = sorted(t for t in tables if t not in _OWN_TABLES and not t.startswith(_OWN_PREFIXES))
+        if foreign:
+            self._db.close()
+            raise StoreError(f"is another application's database (it has table {foreign[0]!r})", item=self.path,
+                             field="store", expected="a hitl project store, or a new file")
+        schema = None
+        if "meta" in tables:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            schema = None if row is None else row[0]
+        if schema is not None and schema not in READABLE_SCHEMAS:
+            self._db.close()
+            raise StoreError(f"has schema version {schema}", item=self.path, field="schema",
+                             expected=f"one of {READABLE_SCHEMAS} (a newer hitl made it?)")
+        if not create and schema is None:
+            self._db.close()
+            raise StoreError("holds no labeling project", item=self.path, field="store",
+                             expected="a store made by a LabelingProject")
+
+    def ensure_schema(self, script: str) -> None:
+        """Create the tables of ``script`` (``CREATE ... IF NOT EXISTS`` statements) inside the current transaction.
+
+        Unlike ``executescript``, this never commits a transaction in progress, so a
+        component adding its tables can do so as part of a larger change of state.
+        """
+        with self.transaction() as db:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
 
     # -- transactions ---------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``); rolled back on error."""
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``); rolled back on error.
+
+        Inside another transaction of this store it is a savepoint of the outer one: its
+        writes commit with the outer transaction, and an error undoes its own writes only.
+        """
+        if self._depth:
+            name = f"hitl_sp{self._depth}"
+            self._db.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute(f"ROLLBACK TO {name}")
+                self._db.execute(f"RELEASE {name}")
+                raise
+            else:
+                self._db.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
         self._db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self._db
         except BaseException:
@@ -119,6 +195,27 @@ class Store:
             raise
         else:
             self._db.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A consistent view for several reads: nothing committed meanwhile by others is seen by some and not others."""
+        if self._depth:
+            yield self._db
+            return
+        self._db.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield self._db
+        finally:
+            self._depth = 0
+            self._db.execute("COMMIT")
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction of this store is open (writes now commit with it)."""
+        return self._depth > 0
 
     def close(self) -> None:
         self._db.close()
@@ -130,25 +227,90 @@ class Store:
         self.close()
 
     # -- project identity -----------------------------------------------------------
-    def ensure_project(self, *, fingerprint: str, classes: Sequence[Any], config: dict) -> bool:
-        """Record the project's identity, or check it against the file's. Returns True if new."""
-        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-        wanted = {"schema": str(SCHEMA_VERSION), "fingerprint": fingerprint, "classes": json.dumps([str(c) for c in classes])}
-        if not meta:
-            with self.transaction() as db:
-                db.executemany("INSERT INTO meta VALUES (?, ?)", [*wanted.items(), ("config", json.dumps(config, default=str))])
-            return True
-        for key, value in wanted.items():
-            if meta.get(key) != value:
-                raise StoreError(
-                    f"belongs to another project ({key} is {meta.get(key)!r}, this project has {value!r})",
-                    item=self.path, field=key, expected="the same pool and classes as when the file was created",
-                )
+    def _meta(self) -> dict[str, str]:
+        # Read afresh: another process (the web app) may change a setting such as the lease.
+        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+
+    def ensure_project(self, *, fingerprint: str, classes: Sequence[Any], config: dict, features: str | None = None,
+                       force: bool = False) -> bool:
+        """Record the project's identity and settings, or check them against the file's. Returns True if new.
+
+        The identity (item ids' ``fingerprint`` and the ``classes``) must always match: it
+        fixes what every stored position means. The settings (``features``, a hash of the
+        pool's features, and ``config``, the settings that change results) must match too,
+        unless ``force`` is true: then the new ones are recorded and a ``settings_changed``
+        event keeps the old ones. A setting the file never recorded (a store made by an
+        older version) is recorded as it is now.
+        """
+        wanted = {"fingerprint": fingerprint, "classes": json.dumps([str(c) for c in classes])}
+        settings = {"config": json.dumps(config, sort_keys=True, default=str)}
+        if features is not None:
+            settings["features"] = features
+        with self.transaction() as db:
+            meta = self._meta()
+            if "schema" not in meta:
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               [("schema", str(SCHEMA_VERSION)), *wanted.items(), *settings.items()])
+                return True
+            for key, value in wanted.items():
+                if meta.get(key) != value:
+                    raise StoreError(
+                        f"belongs to another project ({key} is {meta.get(key)!r}, this project has {value!r})",
+                        item=self.path, field=key, expected="the same pool and classes as when the file was created",
+                    )
+            self._check_settings(db, meta, settings, force)
+            if meta["schema"] != str(SCHEMA_VERSION):
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
         return False
 
+    def _check_settings(self, db: sqlite3.Connection, meta: dict, settings: dict, force: bool) -> None:
+        changed = {}
+        for key, value in settings.items():
+            old = meta.get(key)
+            if key == "config" and old is not None:
+                # Keys the file never recorded are adopted; keys it recorded must agree.
+                old_cfg, new_cfg = json.loads(old), json.loads(value)
+                diff = sorted(k for k in old_cfg.keys() & new_cfg.keys() if old_cfg[k] != new_cfg[k])
+                if diff:
+                    changed[key] = {k: (old_cfg[k], new_cfg[k]) for k in diff}
+                value = json.dumps({**old_cfg, **new_cfg}, sort_keys=True)
+            elif old is not None and old != value:
+                changed[key] = (old, value)
+            if changed.get(key) and not force:
+                what = (", ".join(f"{k} was {a!r}, is now {b!r}" for k, (a, b) in changed[key].items())
+                        if key == "config" else "the pool's features differ from those the project was made with")
+                raise StoreError(f"belongs to a project with other settings ({what})", item=self.path, field=key,
+                                 expected="the same settings as when the file was created, or force=True to go on "
+                                          "deliberately with the new ones")
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        if changed:
+            db.execute("INSERT INTO events (at, round, kind, payload) VALUES (?, NULL, 'settings_changed', ?)",
+                       (time.time(), json.dumps(changed, default=str)))
+
     def config(self) -> dict:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
-        return json.loads(row[0]) if row else {}
+        value = self._meta().get("config")
+        return json.loads(value) if value else {}
+
+    def classes(self) -> list[str] | None:
+        """The label names recorded for the project (None before it is created)."""
+        if self._classes is None:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'classes'").fetchone()
+            # Fixed once recorded: kept, since every answer is checked against it.
+            self._classes = None if row is None else json.loads(row[0])
+        return self._classes
+
+    def task_seconds(self) -> float:
+        """Time limit of one task: the most time on task an answer is recorded with."""
+        value = self._meta().get("task_seconds")
+        return DEFAULT_TASK_SECONDS if value is None else float(value)
+
+    def set_task_seconds(self, seconds: float) -> None:
+        """Set the time limit of one task (the engine's task time limit, or the web app's lease)."""
+        seconds = float(seconds)
+        if not (np.isfinite(seconds) and seconds > 0):
+            raise ValidationError(f"is {seconds!r}", field="task_seconds", expected="a positive number of seconds")
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('task_seconds', ?)", (repr(seconds),))
 
     # -- items and workers ----------------------------------------------------------
     def add_items(self, ids: Sequence[str], item_types: Sequence[str], allowed: Sequence[Any]) -> None:
@@ -164,16 +326,17 @@ class Store:
 
     def add_workers(self, hiters: Sequence[Any]) -> None:
         """Insert HITers in order; a HITer already known keeps its position."""
-        existing = dict(self._db.execute("SELECT id, idx FROM workers").fetchall())
-        nxt = max(existing.values(), default=-1) + 1
-        rows = []
-        for h in hiters:
-            if h.id in existing:
-                continue
-            rows.append((nxt, h.id, h.country, ",".join(sorted(h.skills)), float(h.hourly_min_wage), h.currency, h.start_date.isoformat()))
-            existing[h.id] = nxt
-            nxt += 1
         with self.transaction() as db:
+            existing = dict(db.execute("SELECT id, idx FROM workers").fetchall())
+            nxt = max(existing.values(), default=-1) + 1
+            rows = []
+            for h in hiters:
+                if h.id in existing:
+                    continue
+                rows.append((nxt, h.id, h.country, ",".join(sorted(h.skills)), float(h.hourly_min_wage), h.currency,
+                             h.start_date.isoformat()))
+                existing[h.id] = nxt
+                nxt += 1
             db.executemany("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def worker_positions(self, worker_ids: Sequence[str]) -> np.ndarray:
@@ -191,37 +354,47 @@ class Store:
 
     # -- rounds and assignments -----------------------------------------------------
     def begin_round(self, round_no: int, items: np.ndarray, workers: np.ndarray, kind: str | Sequence[str] = "label",
-                    stats: dict | None = None, pay_cents: np.ndarray | None = None, price_cents: np.ndarray | None = None,
-                    priors: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                    stats: dict | None = None, priors: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Open a round and record its assignments (and the model's priors) in one transaction."""
         with self.transaction() as db:
             db.execute("INSERT INTO rounds (round, status, started_at, stats) VALUES (?, 'open', ?, ?)",
                        (int(round_no), time.time(), json.dumps(stats or {}, default=_json_default)))
-            self._insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents)
+            self._insert_assignments(db, round_no, items, workers, kind)
             if priors is not None:
                 self._write_priors(db, round_no, *priors)
 
-    def add_assignments(self, round_no: int, items: np.ndarray, workers: np.ndarray, kind: str | Sequence[str] = "label",
-                        pay_cents: np.ndarray | None = None, price_cents: np.ndarray | None = None) -> None:
-        """Add assignments to an open round (one more HITer for items still uncertain)."""
+    def add_assignments(self, round_no: int, items: np.ndarray, workers: np.ndarray,
+                        kind: str | Sequence[str] = "label") -> None:
+        """Add assignments to an open round (one more HITer for items still uncertain).
+
+        Counts the round's waves of added assignments (``stats["waves"]``) in the same
+        transaction: the engine draws each wave's random numbers from that count, so a
+        resumed round draws exactly what the uninterrupted one would have.
+        """
         with self.transaction() as db:
-            row = db.execute("SELECT status FROM rounds WHERE round = ?", (int(round_no),)).fetchone()
+            row = db.execute("SELECT status, stats FROM rounds WHERE round = ?", (int(round_no),)).fetchone()
             if row is None or row[0] != "open":
                 raise StoreError("is not open", item=round_no, field="round")
-            self._insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents)
+            self._insert_assignments(db, round_no, items, workers, kind)
+            stats = json.loads(row[1] or "{}")
+            stats["waves"] = int(stats.get("waves", 0)) + 1
+            db.execute("UPDATE rounds SET stats = ? WHERE round = ?", (json.dumps(stats), int(round_no)))
+
+    def round_stats(self, round_no: int) -> dict:
+        """The statistics recorded for a round (``{}`` for a round never begun)."""
+        row = self._db.execute("SELECT stats FROM rounds WHERE round = ?", (int(round_no),)).fetchone()
+        return {} if row is None else json.loads(row[0] or "{}")
 
     @staticmethod
-    def _insert_assignments(db, round_no, items, workers, kind, pay_cents, price_cents) -> None:
+    def _insert_assignments(db, round_no, items, workers, kind) -> None:
         items = np.asarray(items, dtype=np.int64)
         workers = np.asarray(workers, dtype=np.int64)
         n = len(items)
         kinds = [kind] * n if isinstance(kind, str) else list(kind)
-        pay = [None] * n if pay_cents is None else np.asarray(pay_cents, dtype=np.int64).tolist()
-        price = [None] * n if price_cents is None else np.asarray(price_cents, dtype=np.int64).tolist()
         now = time.time()
         try:
-            db.executemany("INSERT INTO assignments VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           zip(items.tolist(), workers.tolist(), [int(round_no)] * n, kinds, [now] * n, pay, price))
+            db.executemany("INSERT INTO assignments (item, worker, round, kind, created_at) VALUES (?, ?, ?, ?, ?)",
+                           zip(items.tolist(), workers.tolist(), [int(round_no)] * n, kinds, [now] * n))
         except sqlite3.IntegrityError as exc:
             raise ValidationError(f"repeats an (item, HITer) pair or names an unknown one ({exc})", field="assignments",
                                   expected="each HITer at most once per item") from None
@@ -263,19 +436,16 @@ class Store:
         return None if row is None else row[0]
 
     def assignment_table(self) -> dict[str, np.ndarray]:
-        """Every assignment: item, worker, round, kind, answered (bool), pay_cents, price_cents (-1 when unset)."""
+        """Every assignment: item, worker, round, kind, answered (bool)."""
         rows = self._db.execute(
-            "SELECT a.item, a.worker, a.round, a.kind, b.item IS NOT NULL, COALESCE(a.pay_cents, -1), "
-            "COALESCE(a.price_cents, -1) FROM assignments a LEFT JOIN answers b ON a.item = b.item AND a.worker = b.worker "
-            "ORDER BY a.rowid").fetchall()
+            "SELECT a.item, a.worker, a.round, a.kind, b.item IS NOT NULL FROM assignments a "
+            "LEFT JOIN answers b ON a.item = b.item AND a.worker = b.worker ORDER BY a.rowid").fetchall()
         if not rows:
             z = np.zeros(0, dtype=np.int64)
-            return {"item": z, "worker": z, "round": z, "kind": np.zeros(0, object), "answered": z.astype(bool),
-                    "pay_cents": z, "price_cents": z}
-        item, worker, rnd, kind, answered, pay, price = zip(*rows)
+            return {"item": z, "worker": z, "round": z, "kind": np.zeros(0, object), "answered": z.astype(bool)}
+        item, worker, rnd, kind, answered = zip(*rows)
         return {"item": np.array(item, np.int64), "worker": np.array(worker, np.int64), "round": np.array(rnd, np.int64),
-                "kind": np.array(kind, object), "answered": np.array(answered, bool),
-                "pay_cents": np.array(pay, np.int64), "price_cents": np.array(price, np.int64)}
+                "kind": np.array(kind, object), "answered": np.array(answered, bool)}
 
     def assignments(self, round_no: int | None = None, *, pending: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, workers) of a round's assignments (all rounds if None); ``pending``: those not answered yet."""
@@ -291,11 +461,19 @@ class Store:
         rows = np.array(self._db.execute(sql + " ORDER BY a.rowid", params).fetchall(), dtype=np.int64).reshape(-1, 2)
         return rows[:, 0], rows[:, 1]
 
+    def assignment_round(self, item: int, worker: int) -> int | None:
+        """The round of the (item, HITer) assignment, or None when there is none."""
+        row = self._db.execute("SELECT round FROM assignments WHERE item = ? AND worker = ?",
+                               (int(item), int(worker))).fetchone()
+        return None if row is None else int(row[0])
+
     def reassign(self, item: int, old_worker: int, new_worker: int) -> bool:
         """Hand an unanswered assignment to another HITer (e.g. after a lease ran out).
 
         Returns False, changing nothing, when the old assignment is already answered or
-        does not exist, or when the new HITer already holds that item.
+        does not exist, or when the new HITer already holds that item. The task's pay is
+        not the store's business: whoever moves a task re-prices it in the ledger within
+        the same transaction (see :meth:`hitl.queue.TaskQueue.move_task`).
         """
         with self.transaction() as db:
             answered = db.execute("SELECT 1 FROM answers WHERE item = ? AND worker = ?", (item, old_worker)).fetchone()
@@ -310,39 +488,33 @@ class Store:
 
     # -- answers -------------------------------------------------------------------
     def add_answers(self, round_no: int, items: np.ndarray, workers: np.ndarray, labels: np.ndarray,
-                    seconds: np.ndarray, pay_cents: np.ndarray | None = None, currency: str = "USD") -> int:
-        """Commit a chunk of answers (and their payments); returns how many were new.
+                    seconds: np.ndarray) -> int:
+        """Commit a chunk of answers; returns how many were new.
 
-        Re-submitting an answer already stored is a no-op; the same (item, HITer)
-        with a different label raises :class:`~hitl.errors.ConflictingAnswerError` and
-        writes nothing. An answer to an item never assigned to that HITer is refused.
+        The whole chunk is checked before anything is written, and refused as a whole
+        (nothing written) on the first bad answer: a label that is not a class index of
+        the project, a time on task that is negative or not finite, an answer to an item
+        never assigned to that HITer. One vote per (item, HITer): an answer repeated with
+        the same label, in the chunk or already stored, is stored once (re-submitting is a
+        no-op); with a different label it raises
+        :class:`~hitl.errors.ConflictingAnswerError`. Time on task above the task's time
+        limit (:meth:`task_seconds`) is recorded as the limit, and a ``time_capped`` event
+        says which answers were capped: time beyond one lease is not time worked.
         """
-        items = np.asarray(items, dtype=np.int64)
-        workers = np.asarray(workers, dtype=np.int64)
-        labels = np.asarray(labels, dtype=np.int64)
-        seconds = np.asarray(seconds, dtype=np.float64)
-        n = len(items)
-        if not (len(workers) == len(labels) == len(seconds) == n):
-            raise ValidationError("items, workers, labels and seconds differ in length", field="answers")
-        if n == 0:
+        items, workers, labels, seconds = self._check_answers(items, workers, labels, seconds)
+        if len(items) == 0:
             return 0
-        if not np.isfinite(seconds).all() or (seconds < 0).any():
-            bad = int(np.argmax(~np.isfinite(seconds) | (seconds < 0)))
-            raise ValidationError(f"is {seconds[bad]}", item=int(items[bad]), field="seconds", expected="a time >= 0")
         now = time.time()
         with self.transaction() as db:
-            existing = self._existing_answers(db, items, workers)
-            new = np.ones(n, dtype=bool)
-            for j, (i, w, l) in enumerate(zip(items.tolist(), workers.tolist(), labels.tolist())):
-                old = existing.get((i, w))
-                if old is None:
-                    continue
-                if old != l:
-                    raise ConflictingAnswerError(
-                        f"was already answered {old} by HITer {w}, now {l}", item=i, field="label",
-                        expected="the same label when an answer is re-submitted",
-                    )
-                new[j] = False
+            limit = self.task_seconds()
+            capped = seconds > limit
+            if capped.any():
+                db.execute("INSERT INTO events (at, round, kind, payload) VALUES (?, ?, 'time_capped', ?)",
+                           (now, int(round_no), json.dumps({
+                               "limit": limit, "answers": int(capped.sum()), "longest": float(seconds[capped].max()),
+                               "pairs": np.stack([items[capped], workers[capped]], 1)[:20].tolist()})))
+                seconds = np.minimum(seconds, limit)
+            new = self._new_answers(db, items, workers, labels)
             if not new.any():
                 return 0
             rows = zip(items[new].tolist(), workers[new].tolist(), labels[new].tolist(), [int(round_no)] * int(new.sum()),
@@ -352,20 +524,75 @@ class Store:
             except sqlite3.IntegrityError as exc:
                 raise ValidationError(f"answers an assignment that does not exist ({exc})", field="answers",
                                       expected="answers only to assigned (item, HITer) pairs") from None
-            if pay_cents is not None:
-                pay = np.asarray(pay_cents, dtype=np.int64)[new]
-                db.executemany(
-                    "INSERT INTO payments VALUES (?, ?, ?, ?, ?)",
-                    zip(items[new].tolist(), workers[new].tolist(), [int(round_no)] * len(pay), pay.tolist(), [currency] * len(pay)),
-                )
-            else:
-                # The pay agreed when the task was assigned, if any, is what the HITer earns.
-                db.executemany(
-                    "INSERT INTO payments SELECT item, worker, ?, pay_cents, ? FROM assignments "
-                    "WHERE item = ? AND worker = ? AND pay_cents IS NOT NULL",
-                    [(int(round_no), currency, i, w) for i, w in zip(items[new].tolist(), workers[new].tolist())],
-                )
         return int(new.sum())
+
+    def _check_answers(self, items: Any, workers: Any, labels: Any, seconds: Any) -> tuple[np.ndarray, ...]:
+        """The four columns of a chunk as arrays, or a :class:`ValidationError` naming the first bad answer."""
+        items = _whole_numbers(items, "item")
+        workers = _whole_numbers(workers, "worker")
+        labels_in = labels
+        labels = _whole_numbers(labels, "label")
+        try:
+            seconds = np.asarray(seconds, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValidationError(f"are {seconds!r:.60}", field="seconds", expected="numbers of seconds") from None
+        n = len(items)
+        if not (len(workers) == len(labels) == len(seconds) == n):
+            raise ValidationError("items, workers, labels and seconds differ in length", field="answers")
+        for arr, name in ((items, "item"), (workers, "worker")):
+            if (arr < 0).any():
+                j = int(np.argmax(arr < 0))
+                raise ValidationError(f"is {arr[j]}", item=int(items[j]), field=name, expected="a store position >= 0")
+        classes = self.classes()
+        k = len(classes) if classes else None
+        bad = (labels < 0) | (labels >= k if k else False)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise ValidationError(f"is {np.asarray(labels_in).reshape(-1)[j]!r} from HITer {self._hiter_name(workers[j])}",
+                                  item=self._item_name(items[j]), field="label",
+                                  expected=f"a class index in [0, {k})" if k else "a class index >= 0")
+        bad = ~np.isfinite(seconds) | (seconds < 0)
+        if bad.any():
+            j = int(np.argmax(bad))
+            raise ValidationError(f"is {seconds[j]} from HITer {self._hiter_name(workers[j])}",
+                                  item=self._item_name(items[j]), field="seconds", expected="a time >= 0")
+        return items, workers, labels, seconds
+
+    def _hiter_name(self, worker: int) -> str:
+        row = self._db.execute("SELECT id FROM workers WHERE idx = ?", (int(worker),)).fetchone()
+        return repr(row[0]) if row else f"#{int(worker)}"
+
+    def _item_name(self, item: int) -> Any:
+        row = self._db.execute("SELECT id FROM items WHERE idx = ?", (int(item),)).fetchone()
+        return row[0] if row else int(item)
+
+    def _new_answers(self, db: sqlite3.Connection, items: np.ndarray, workers: np.ndarray,
+                     labels: np.ndarray) -> np.ndarray:
+        """Which answers of a chunk are new: one per (item, HITer), conflicts refused."""
+        order = np.lexsort((workers, items))
+        si, sw, sl = items[order], workers[order], labels[order]
+        repeat = np.r_[False, (si[1:] == si[:-1]) & (sw[1:] == sw[:-1])]
+        clash = repeat & np.r_[False, sl[1:] != sl[:-1]]
+        if clash.any():
+            j = int(np.argmax(clash))
+            raise ConflictingAnswerError(
+                f"is given twice by HITer {self._hiter_name(sw[j])} in one chunk, as {sl[j - 1]} and {sl[j]}",
+                item=self._item_name(si[j]), field="label", expected="one label per HITer and item")
+        new = np.ones(len(items), dtype=bool)
+        new[order[repeat]] = False
+        existing = self._existing_answers(db, items[new], workers[new])
+        if existing:
+            for j in np.flatnonzero(new).tolist():
+                old = existing.get((int(items[j]), int(workers[j])))
+                if old is None:
+                    continue
+                if old != labels[j]:
+                    raise ConflictingAnswerError(
+                        f"was already answered {old} by HITer {self._hiter_name(workers[j])}, now {labels[j]}",
+                        item=self._item_name(items[j]), field="label",
+                        expected="the same label when an answer is re-submitted")
+                new[j] = False
+        return new
 
     def _existing_answers(self, db: sqlite3.Connection, items: np.ndarray, workers: np.ndarray) -> dict:
         out = {}
@@ -392,15 +619,33 @@ class Store:
             "round": arr[:, 3].astype(np.int64), "seconds": arr[:, 4],
         }
 
+    def answers_since(self, rowid: int, rounds: Sequence[int]) -> list[tuple]:
+        """Answers of ``rounds`` committed after ``rowid``: (rowid, item, worker, label, seconds), in commit order."""
+        marks = ",".join("?" * len(rounds))
+        return self._db.execute(
+            f"SELECT rowid, item, worker, label, seconds FROM answers WHERE rowid > ? AND round IN ({marks}) ORDER BY rowid",
+            (int(rowid), *rounds)).fetchall()
+
+    def pending_items(self, rounds: Sequence[int]) -> np.ndarray:
+        """Items of the unanswered assignments of ``rounds`` (one entry per assignment)."""
+        marks = ",".join("?" * len(rounds))
+        rows = self._db.execute(
+            "SELECT a.item FROM assignments a LEFT JOIN answers b ON b.item = a.item AND b.worker = a.worker "
+            f"WHERE b.item IS NULL AND a.round IN ({marks})", list(rounds)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def rounds_of(self, items: np.ndarray, workers: np.ndarray) -> list[int]:
+        """Rounds of the given (item, worker) assignments, sorted."""
+        pairs = list(zip(np.asarray(items).tolist(), np.asarray(workers).tolist()))
+        out: set[int] = set()
+        for start in range(0, len(pairs), 400):  # SQLite's bound-parameter limit
+            part = pairs[start:start + 400]
+            sql = "SELECT DISTINCT round FROM assignments WHERE (item, worker) IN (VALUES %s)" % ",".join("(?, ?)" for _ in part)
+            out.update(r[0] for r in self._db.execute(sql, [v for p in part for v in p]))
+        return sorted(out)
+
     def n_answers(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
-
-    def spent_cents(self) -> int:
-        """Client price of every assignment made so far (answered or pending), in cents."""
-        return int(self._db.execute("SELECT COALESCE(SUM(price_cents), 0) FROM assignments").fetchone()[0])
-
-    def payments_total(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT currency, SUM(amount_cents) FROM payments GROUP BY currency").fetchall())
 
     # -- labels --------------------------------------------------------------------
     def set_labels(self, round_no: int, items: np.ndarray, labels: np.ndarray, source: str | Sequence[str],
@@ -444,6 +689,24 @@ class Store:
         if kind is not None:
             sql, params = sql + " WHERE kind = ?", (kind,)
         return [dict(at=a, round=r, kind=k, payload=json.loads(p or "{}")) for a, r, k, p in self._db.execute(sql + " ORDER BY id", params)]
+
+
+def _whole_numbers(values: Any, field: str) -> np.ndarray:
+    """A 1-d int64 array of ``values``, refusing anything that is not a whole number (no silent truncation)."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "f" or (arr.dtype.kind == "O" and all(isinstance(v, (int, float, np.number))
+                                                               and not isinstance(v, bool) for v in arr.tolist())):
+        f = arr.astype(np.float64)
+        bad = ~np.isfinite(f) | (f != np.round(f)) | (np.abs(f) > 2**53)
+        if not bad.any():
+            return f.astype(np.int64)
+        j = int(np.argmax(bad))
+        raise ValidationError(f"is {arr[j]!r}", item=j, field=field, expected="a whole number")
+    if len(arr) == 0:
+        return np.zeros(0, dtype=np.int64)
+    raise ValidationError(f"holds {arr.dtype} values such as {arr[0]!r}", field=field, expected="whole numbers")
 
 
 def _json_default(obj: Any) -> Any:

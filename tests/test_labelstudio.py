@@ -93,7 +93,7 @@ def test_round_trip_export_annotate_import(tmp_path):
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     report = import_annotations(store, path, {11: "ann", 12: "bob"})
-    assert report == {"recorded": 4, "already": 0, "reassigned": 0, "skipped": []}
+    assert report == {"recorded": 4, "already": 0, "reassigned": 0, "capped": 0, "time_limit": 300.0, "skipped": []}
     assert answers(store) == sorted((item, USERS[u], lab, s) for item, (u, lab, s) in given.items())
     # Importing the same export again writes nothing.
     before = answers(store)

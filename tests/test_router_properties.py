@@ -70,7 +70,7 @@ def test_no_rule_is_ever_broken(sc, tmp_path_factory):
     con = sqlite3.connect(db)
     rows = con.execute(
         "SELECT a.item, a.worker, a.round, a.kind, i.allowed, i.item_type, w.country, w.start_date, w.id, "
-        "COALESCE(b.seconds, 0), a.price_cents FROM assignments a JOIN items i ON a.item = i.idx "
+        "COALESCE(b.seconds, 0) FROM assignments a JOIN items i ON a.item = i.idx "
         "JOIN workers w ON a.worker = w.idx LEFT JOIN answers b ON a.item = b.item AND a.worker = b.worker").fetchall()
     gained = {}
     for e in project.store.events("skill_gained"):
@@ -79,7 +79,7 @@ def test_no_rule_is_ever_broken(sc, tmp_path_factory):
     skill_of = ({"image": "image"} if sc["skill_rule"] == {"image": "image"} else
                 {"image": "image", "text": "text"} if sc["skill_rule"] is True else {})
     seconds = {}
-    for item, worker, rnd, kind, allowed, itype, country, start, hid, secs, price in rows:
+    for item, worker, rnd, kind, allowed, itype, country, start, hid, secs in rows:
         # residency
         assert allowed is None or country in allowed.split(","), (item, country, allowed)
         # tenure, on the project day of the assignment
@@ -96,7 +96,7 @@ def test_no_rule_is_ever_broken(sc, tmp_path_factory):
     n_answers = con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
     assert n_answers <= sc["answers"]
     if sc["money"] is not None:
-        assert project.store.spent_cents() <= round(sc["money"] * 100)
+        assert project.ledger.spent_cents() <= round(sc["money"] * 100)
     # every item ends with a label, and items nobody may take are reported
     assert len(result.labels) == sc["n"]
     con.close()
@@ -162,4 +162,4 @@ def test_the_bill_in_whole_cents_stays_within_the_money_budget():
                rounds_per_day=1)
     project, result = _run(sc, ":memory:")
     assert result.stop_reason == "budget"
-    assert 20 <= project.store.spent_cents() <= 25
+    assert 20 <= project.ledger.spent_cents() <= 25

@@ -84,6 +84,8 @@ _DEFAULTS: dict[str, Any] = {
     "period": "round",
     "topup_payer": "client",
 }
+#: The settings a Ledger takes, each recorded in the store on first use.
+LEDGER_SETTINGS = tuple(_DEFAULTS)
 
 
 class Ledger:
@@ -159,7 +161,7 @@ class Ledger:
             fair_multiple=fair_multiple, floor_multiple=floor_multiple, cap_multiple=cap_multiple, split=split,
             currency=currency, default_seconds=default_seconds, min_measurements=min_measurements, period=period,
             topup_payer=topup_payer).items() if v is not None}
-        self.store._db.executescript(_SCHEMA)
+        self.store.ensure_schema(_SCHEMA)  # joins a transaction in progress (a project being created)
         config = self._load_or_record_config(given)
         self.fair_multiple: Fraction = to_fraction(config["fair_multiple"], field="fair_multiple")
         self.floor_multiple: Fraction = to_fraction(config["floor_multiple"], field="floor_multiple")
@@ -384,6 +386,30 @@ class Ledger:
         keys = ("task_lines", "topup_lines", "task_pay_micros", "topup_micros", "task_price_micros", "topup_price_micros",
                 "price_micros", "hiter_micros", "platform_micros", "programme_micros")
         return dict(zip(keys, (int(v) for v in row)))
+
+    def spent_cents(self) -> int:
+        """The client's bill for tasks assigned so far, in whole cents: each task's price rounded up to the cent.
+
+        Counts the same task lines as :meth:`spent_micros` (top-ups, owed after the
+        fact, are not tasks a budget can refuse). A money budget must hold for this bill
+        as well as for the exact micros: 20 tasks of 1.2 cents are 24 cents exact, 40 billed.
+        """
+        per_cent = MICROS // 100
+        row = self.store._db.execute(
+            "SELECT COALESCE(SUM((l.price_micros + ?) / ?), 0) FROM ledger_lines l WHERE l.kind = 'task' AND EXISTS "
+            "(SELECT 1 FROM assignments a WHERE a.item = l.item AND a.worker = l.worker)", (per_cent - 1, per_cent)).fetchone()
+        return int(row[0])
+
+    def freeze_wages(self, workers: Any) -> None:
+        """Fix the hourly minimum wage of these HITers (store positions) now, from this ledger's wage table.
+
+        Done when a project registers its HITers, so that any process pricing a task later
+        (the web app handing a task to another HITer, say) prices it from the store alone,
+        with the wage table the project was given.
+        """
+        with self.store.transaction() as db:
+            for w in sorted(set(_positions(workers, "workers").tolist())):
+                self._wage(db, int(w))
 
     def spent_micros(self) -> int:
         """Client price committed so far: tasks assigned (answered or pending) plus top-ups, in micros.
@@ -653,13 +679,13 @@ class Ledger:
 
 
 def open_store(store: Store | str | Path) -> Store:
-    """A Store, opened from a path only if the file exists (never creates an empty project)."""
+    """A Store, opened from a path only if it holds a project (never creates one, never writes to another file)."""
     if isinstance(store, Store):
         return store
     if isinstance(store, (str, Path)):
-        if str(store) != ":memory:" and not Path(store).is_file():
-            raise StoreError("does not exist", item=str(store), field="store", expected="a project's SQLite file")
-        return Store(store)
+        if str(store) == ":memory:":
+            return Store(store)
+        return Store(store, create=False)
     raise ValidationError(f"is a {type(store).__name__}", field="store", expected="a hitl.Store or a path to one")
 
 
@@ -731,4 +757,4 @@ def _validate(config: dict[str, Any]) -> None:
         raise ConfigError(f"is {config['default_seconds']}", field="default_seconds", expected="a positive time")
 
 
-__all__ = ["Ledger", "PERIODS", "PAYERS", "PARTIES", "open_store"]
+__all__ = ["Ledger", "PERIODS", "PAYERS", "PARTIES", "LEDGER_SETTINGS", "open_store"]
