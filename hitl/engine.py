@@ -205,39 +205,32 @@ class LabelingProject:
         use_ray: bool | str | None = None,
         random_state: int = 0,
         progress: bool = True,
+        force: bool = False,
     ) -> None:
-        if not isinstance(pool, Pool):
-            raise ValidationError(f"is a {type(pool).__name__}", field="pool", expected="a hitl.Pool")
-        for attr in ("fit", "predict_proba"):
-            if not callable(getattr(model, attr, None)):
-                raise ValidationError(f"has no {attr}()", field="model", expected="an object with fit and predict_proba")
-        if not hasattr(workforce, "collect") or not getattr(workforce, "hiters", None):
-            raise ValidationError("has no HITers or no collect()", field="workforce", expected="a Workforce with at least one HITer")
-        if classes is None:
-            n_classes = getattr(workforce, "n_classes", None)
-            if n_classes is None:
-                raise ConfigError("is missing", field="classes", expected="the list of label names")
-            classes = list(range(int(n_classes)))
-        self.classes = list(classes)
-        if len(self.classes) < 2 or len(set(map(str, self.classes))) != len(self.classes):
-            raise ConfigError(f"is {self.classes!r}", field="classes", expected="at least two distinct labels")
-        if not 0.0 < target_accuracy <= 1.0:
-            raise ConfigError(f"is {target_accuracy}", field="target_accuracy", expected="a probability in (0, 1]")
+        self._check_parts(pool, model, workforce)
+        self.classes = self._check_classes(classes, model, workforce)
+        if not isinstance(target_accuracy, (int, float)) or not 0.0 < target_accuracy <= 1.0:
+            raise ConfigError(f"is {target_accuracy!r}", field="target_accuracy", expected="a probability in (0, 1]")
         if prior_mix != "audits" and not (isinstance(prior_mix, (int, float)) and 0.0 <= prior_mix <= 1.0):
             raise ConfigError(f"is {prior_mix!r}", field="prior_mix", expected='a share in [0, 1] or "audits"')
-        if not fair_pay_multiple > 0:
-            raise ConfigError(f"is {fair_pay_multiple}", field="fair_pay_multiple", expected="a positive multiple")
-        if int(rounds_per_day) < 1:
-            raise ConfigError(f"is {rounds_per_day}", field="rounds_per_day", expected="at least 1")
+        if not isinstance(fair_pay_multiple, (int, float)) or not fair_pay_multiple > 0:
+            raise ConfigError(f"is {fair_pay_multiple!r}", field="fair_pay_multiple", expected="a positive multiple")
+        self.rounds_per_day = _whole(rounds_per_day, "rounds_per_day", low=1)
+        self.random_state = _whole(random_state, "random_state", low=0)
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(f"is a {type(budget).__name__}", field="budget", expected="a hitl.Budget")
+        if router is not None and not isinstance(router, Router):
+            raise ConfigError(f"is a {type(router).__name__}", field="router", expected="a hitl.Router")
+        if start_date is not None and not isinstance(start_date, _dt.date):
+            raise ConfigError(f"is {start_date!r}", field="start_date", expected="a datetime.date")
         self.pool = pool
         self.model = model
         self.workforce = workforce
         self.strategy = strategy
         self.aggregator = aggregator
         self.router = router or Router(target_accuracy, confidence, answers_per_item=answers_per_item,
-                                       random_state=random_state)
+                                       random_state=self.random_state)
         self.budget = budget or Budget()
-        self.random_state = int(random_state)
         self.progress = progress
         self.use_ray = use_ray
         from .distributed import Prelabeler
@@ -246,41 +239,137 @@ class LabelingProject:
         self.prior_mix = prior_mix if prior_mix == "audits" else float(prior_mix)
         self._prior_calibrator = None
         self.fair_pay_multiple = float(fair_pay_multiple)
-        self.start_date = start_date or _dt.date.today()
-        self.rounds_per_day = int(rounds_per_day)
-        self.eval_set = eval_set
+        self.eval_set = self._check_eval_set(eval_set)
         k = len(self.classes)
         self.y_true = None if y_true is None else _check_truth(y_true, pool.n_items, k, "y_true")
-        if eval_set is not None:
-            _check_truth(eval_set[1], len(eval_set[1]), k, "eval_set")
         self._gold_items, self._gold_labels = self._check_gold(gold)
         self._skills, self._item_skill = self._check_skills(required_skills)
-
-        self.store = store if isinstance(store, Store) else Store(store)
-        self.resumed = not self.store.ensure_project(
-            fingerprint=pool.fingerprint(), classes=self.classes,
-            config={"strategy": getattr(strategy, "__name__", str(strategy)), "random_state": random_state},
-        )
-        if not self.resumed:
-            self.store.add_items(pool.ids.tolist(), pool.item_types.tolist(), pool.allowed_countries)
-            if len(self._gold_items):
-                self.store.set_labels(-1, self._gold_items, self._gold_labels, "human", np.ones(len(self._gold_items)))
-        self.store.add_workers(workforce.hiters)
-        # Positions of the workforce's HITers in the store, and back.
-        self._wpos = self.store.worker_positions([h.id for h in workforce.hiters])
-        self._wback = np.full(int(self._wpos.max()) + 1, -1, dtype=np.int64)
-        self._wback[self._wpos] = np.arange(len(self._wpos))
-        self._countries = [h.country for h in workforce.hiters]
-        self._n_store_workers = int(self._wpos.max()) + 1
-        from .impact import Ledger
-
-        # Pay, price and split of every task; the settings are recorded in the store.
-        self.ledger = Ledger(self.store, wages, fair_multiple=fair_pay_multiple, **(pay or {}))
+        pay = self._check_pay(pay)
+        self._open_store(store, start_date, wages, pay, force)
         self._new_audits = np.zeros(0, np.int64)
         bind = getattr(workforce, "bind", None)
         if callable(bind):
             # A workforce of real people needs the project's store and pool to post tasks.
             bind(self)
+
+    def _open_store(self, store: str | Store, start_date: _dt.date | None, wages: Any, pay: dict,
+                    force: bool) -> None:
+        """Create the project in the store, or check that the store is this project's, in one transaction."""
+        from .impact import Ledger
+
+        self.store = store if isinstance(store, Store) else Store(store)
+        config = self._settings(start_date)
+        # One transaction: a process killed while the project is being made leaves an
+        # empty store (made again next time), never one that every later run refuses.
+        with self.store.transaction():
+            self.resumed = not self.store.ensure_project(
+                fingerprint=self.pool.fingerprint(), classes=self.classes, config=config,
+                features=self.pool.features_fingerprint(), force=force,
+            )
+            if not self.resumed:
+                self.store.add_items(self.pool.ids.tolist(), self.pool.item_types.tolist(), self.pool.allowed_countries)
+                self.store.set_task_seconds(self.router.task_seconds)
+                if len(self._gold_items):
+                    self.store.set_labels(-1, self._gold_items, self._gold_labels, "human", np.ones(len(self._gold_items)))
+            self.store.add_workers(self.workforce.hiters)
+            # Positions of the workforce's HITers in the store, and back.
+            self._wpos = self.store.worker_positions([h.id for h in self.workforce.hiters])
+            # Pay, price and split of every task; the settings are recorded in the store, and
+            # each HITer's minimum wage is fixed now, so any process prices from the store alone.
+            self.ledger = Ledger(self.store, wages, fair_multiple=self.fair_pay_multiple, **pay)
+            self.ledger.freeze_wages(self._wpos)
+        self.start_date = _dt.date.fromisoformat(self.store.config()["start_date"])
+        self._wback = np.full(int(self._wpos.max()) + 1, -1, dtype=np.int64)
+        self._wback[self._wpos] = np.arange(len(self._wpos))
+        self._countries = [h.country for h in self.workforce.hiters]
+        self._n_store_workers = int(self._wpos.max()) + 1
+
+    def _settings(self, start_date: _dt.date | None) -> dict:
+        """The settings that change a project's results: recorded at creation, checked when it resumes.
+
+        The budget is left out on purpose: raising it and running again is how a project
+        goes on. The start date is recorded when first known, so a project resumed on
+        another day keeps its calendar (tenure, daily hours).
+        """
+        router = {k: v for k, v in vars(self.router).items()
+                  if k != "random_state" and isinstance(v, (int, float, str, bool, type(None)))}
+        config = {
+            "strategy": _describe(self.strategy),
+            "random_state": self.random_state,
+            "aggregator": _describe(self.aggregator),
+            "prior_mix": self.prior_mix,
+            "rounds_per_day": self.rounds_per_day,
+            "router": router,
+        }
+        if start_date is not None or "start_date" not in self.store.config():
+            config["start_date"] = (start_date or _dt.date.today()).isoformat()
+        return config
+
+
+    # ------------------------------------------------------------------ validation
+    def _check_parts(self, pool: Any, model: Any, workforce: Any) -> None:
+        if not isinstance(pool, Pool):
+            raise ValidationError(f"is a {type(pool).__name__}", field="pool", expected="a hitl.Pool")
+        for attr in ("fit", "predict_proba"):
+            if not callable(getattr(model, attr, None)):
+                raise ValidationError(f"has no {attr}()", field="model", expected="an object with fit and predict_proba")
+        if not hasattr(workforce, "collect") or not getattr(workforce, "hiters", None):
+            raise ValidationError("has no HITers or no collect()", field="workforce", expected="a Workforce with at least one HITer")
+        n_items = getattr(workforce, "n_items", None)
+        if n_items is not None and n_items != pool.n_items:
+            raise ConfigError(f"knows {n_items} items for a pool of {pool.n_items}", field="workforce",
+                              expected="one entry per pool item (truth, texts, images or files), in pool order")
+
+    @staticmethod
+    def _check_classes(classes: Sequence[Any] | None, model: Any, workforce: Any) -> list:
+        """The label names, checked against what the model and the workforce say about their number."""
+        said = {name: getattr(part, "n_classes", None) for name, part in (("workforce", workforce), ("model", model))}
+        said = {name: n for name, n in said.items() if isinstance(n, (int, np.integer)) and not isinstance(n, bool)}
+        if classes is None:
+            if "workforce" not in said:
+                raise ConfigError("is missing", field="classes", expected="the list of label names")
+            classes = range(int(said["workforce"]))
+        if isinstance(classes, str) or not hasattr(classes, "__iter__"):
+            raise ConfigError(f"is {classes!r}", field="classes", expected="a list of label names")
+        classes = list(classes)
+        if len(classes) < 2 or len(set(map(str, classes))) != len(classes):
+            raise ConfigError(f"is {classes!r}", field="classes", expected="at least two distinct labels")
+        for name, n in said.items():
+            if int(n) != len(classes):
+                raise ConfigError(f"says {int(n)} classes, the project has {len(classes)} ({classes!r:.80})",
+                                  field=f"{name}.n_classes", expected="the same label set everywhere")
+        return classes
+
+    def _check_eval_set(self, eval_set: Any) -> tuple[Any, np.ndarray] | None:
+        if eval_set is None:
+            return None
+        if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+            raise ConfigError(f"is a {type(eval_set).__name__}", field="eval_set", expected="a pair (X_test, y_test)")
+        X_test, y_test = eval_set
+        n = len(y_test) if hasattr(y_test, "__len__") else -1
+        if not hasattr(X_test, "__len__") or len(X_test) != n:
+            raise ConfigError(f"has {len(X_test) if hasattr(X_test, '__len__') else '?'} items for {n} labels",
+                              field="eval_set", expected="one label per test item")
+        shape = getattr(X_test, "shape", None)
+        if shape is not None and tuple(shape[1:]) != tuple(self.pool.X.shape[1:]):
+            raise ConfigError(f"has items of shape {tuple(shape[1:])}", field="eval_set",
+                              expected=f"the pool's item shape {tuple(self.pool.X.shape[1:])}")
+        return X_test, _check_truth(y_test, n, len(self.classes), "eval_set")
+
+    @staticmethod
+    def _check_pay(pay: Any) -> dict:
+        from .impact.ledger import LEDGER_SETTINGS
+
+        if pay is None:
+            return {}
+        if not isinstance(pay, dict):
+            raise ConfigError(f"is a {type(pay).__name__}", field="pay", expected="a dict of ledger settings")
+        unknown = sorted(set(pay) - set(LEDGER_SETTINGS) | ({"fair_multiple"} & set(pay)))
+        if unknown:
+            raise ConfigError(f"names {unknown[0]!r}", field="pay",
+                              expected=f"keys among {sorted(set(LEDGER_SETTINGS) - {'fair_multiple'})} "
+                                       "(the fair multiple is fair_pay_multiple)")
+        return dict(pay)
 
     # ------------------------------------------------------------------ validation
     def _check_gold(self, gold: dict | None) -> tuple[np.ndarray, np.ndarray]:
@@ -299,9 +388,12 @@ class LabelingProject:
         types = self.pool.item_types
         if not required:
             return [], np.full(self.pool.n_items, -1, dtype=np.int64)
-        mapping = {t: t for t in set(types.tolist())} if required is True else dict(required)
-        if not isinstance(mapping, dict):
+        if required is not True and not isinstance(required, dict):
             raise ConfigError(f"is {required!r}", field="required_skills", expected="a dict {item type: skill} or True")
+        mapping = {t: t for t in set(types.tolist())} if required is True else dict(required)
+        bad = [v for v in mapping.values() if not isinstance(v, str) or not v]
+        if bad:
+            raise ConfigError(f"names skill {bad[0]!r}", field="required_skills", expected="skill names (strings)")
         skills = sorted(set(mapping.values()))
         col = {s: j for j, s in enumerate(skills)}
         item_skill = np.array([col[mapping[t]] if t in mapping else -1 for t in types.tolist()], dtype=np.int64)
@@ -309,9 +401,15 @@ class LabelingProject:
 
     # ------------------------------------------------------------------ public API
     def run(self, batch_size: int = 50, max_rounds: int | None = None) -> RunResult:
-        """Run rounds until the pool is labeled, the budget is spent or ``max_rounds`` ran; returns a :class:`RunResult`."""
-        if int(batch_size) < 1:
-            raise ConfigError(f"is {batch_size}", field="batch_size", expected="at least 1")
+        """Run rounds until the pool is labeled, the budget is spent or ``max_rounds`` ran; returns a :class:`RunResult`.
+
+        Why the run stopped, and anything it left undone (items nobody may see, items
+        with no label, nothing auto-accepted), is in ``summary["messages"]`` and, with
+        ``progress``, printed.
+        """
+        batch_size = _whole(batch_size, "batch_size", low=1)
+        if max_rounds is not None:
+            max_rounds = _whole(max_rounds, "max_rounds", low=0)
         from tqdm.auto import tqdm
 
         total = None
@@ -333,9 +431,9 @@ class LabelingProject:
         finally:
             bar.close()
         result = self._finish(reason or "max_rounds", write=reason != "waiting")
-        if result.stop_reason == "budget" and self.progress:
-            print(f"hitl: stopped at the budget ({result.summary['human_answers']} answers, "
-                  f"{result.summary['spent']:.2f} spent); raise it and run again on the same store to go on.")
+        if self.progress:
+            for message in result.summary["messages"]:
+                print(f"hitl: {message}")
         return result
 
     def step(self, batch_size: int = 50) -> str | None:
@@ -378,9 +476,6 @@ class LabelingProject:
         self._new_audits = audits
         routing = self._route(r, items, per_item=self.router.first_answers, rng=rng,
                               budget_answers=None if answers_left is None else answers_left - len(gold_items))
-        if len(routing.unroutable):
-            self.store.log("unroutable", {"items": self.pool.ids[routing.unroutable].tolist(),
-                                          "reason": "no HITer on the platform may see it (residency, tenure)"}, round_no=r)
         kind_of = dict(zip(items.tolist(), kinds.tolist()))
         a_items = np.r_[routing.items, gold_items].astype(np.int64)
         a_workers = np.r_[routing.workers, gold_workers].astype(np.int64)
@@ -388,29 +483,38 @@ class LabelingProject:
         if answers_left is not None and len(a_items) > answers_left:
             a_items, a_workers, a_kinds = a_items[:answers_left], a_workers[:answers_left], a_kinds[:answers_left]
         if len(a_items) == 0:
+            self._log_unroutable(r, routing.unroutable)
             if len(routing.unroutable) == len(items):
                 return self.step(batch_size) if len(candidates) > len(routing.unroutable) else "no_eligible_hiters"
             return "no_eligible_hiters"
-        pay, price = self._price(r, a_items, a_workers, record=False)
-        keep = self._within_money(price)
+        keep = self._within_money(self._price(r, a_items, a_workers, record=False)[1])
         if not keep.any():
+            self._log_unroutable(r, routing.unroutable)
             return "budget"
-        a_items, a_workers = a_items[keep], a_workers[keep]
-        pay, price = self._price(r, a_items, a_workers, record=True)
         a_kinds = [k_ for k_, ok in zip(a_kinds, keep.tolist()) if ok]
         stats = dict(state["point"], selected=int(len(np.unique(routing.items))), audits=int(len(audits)),
                      gold_tasks=int(len(gold_items)))
-        proba = state["proba"]
-        prior_rows = (self._prior_rows(proba[a_items]) if proba is not None
-                      else np.full((len(a_items), len(self.classes)), 1 / len(self.classes)))
-        self.store.begin_round(r, a_items, self._wpos[a_workers], kind=a_kinds, stats=stats,
-                               pay_cents=self.ledger.to_cents(pay), price_cents=self.ledger.to_cents(price),
-                               priors=(a_items, prior_rows))
+        self._begin_round(r, a_items[keep], a_workers[keep], a_kinds, stats, state["proba"], routing.unroutable)
         try:
             self._complete_round(r)
         except AnswersPending:
             return "waiting"
         return None
+
+    def _begin_round(self, r: int, items: np.ndarray, workers: np.ndarray, kinds: list[str], stats: dict,
+                     proba: np.ndarray | None, unroutable: np.ndarray) -> None:
+        """Price the round's tasks, open it with its assignments and priors, and note what nobody may take: one transaction."""
+        prior_rows = (self._prior_rows(proba[items]) if proba is not None
+                      else np.full((len(items), len(self.classes)), 1 / len(self.classes)))
+        with self.store.transaction():
+            self._log_unroutable(r, unroutable)
+            self._price(r, items, workers, record=True)
+            self.store.begin_round(r, items, self._wpos[workers], kind=kinds, stats=stats, priors=(items, prior_rows))
+
+    def _log_unroutable(self, r: int, items: np.ndarray) -> None:
+        if len(items):
+            self.store.log("unroutable", {"items": self.pool.ids[items].tolist(),
+                                          "reason": "no HITer on the platform may see it (residency, tenure)"}, round_no=r)
 
     def scorecard(self, out: Any = None, **kwargs: Any) -> Any:
         """The impact ScoreCard of this project (:class:`hitl.impact.ScoreCard`); written to ``out`` when given."""
@@ -431,26 +535,26 @@ class LabelingProject:
     # ------------------------------------------------------------------ one round
     def _complete_round(self, r: int) -> None:
         """Collect what is pending, ask more HITers while items stay uncertain, aggregate, close."""
-        wave = 0
         while True:
             self._collect(r)
             more_items = self._uncertain_items(r)
             if len(more_items) == 0:
                 break
             answers_left = self.budget.remaining(self.store.n_answers())
+            # The wave count is stored with the round: a resumed round draws what the
+            # uninterrupted one would have drawn.
+            wave = int(self.store.round_stats(r).get("waves", 0))
             rng = np.random.default_rng([self.random_state, r, 1000 + wave])
             routing = self._route(r, more_items, per_item=1, rng=rng, budget_answers=answers_left)
             if len(routing.items) == 0:
                 break
-            pay, price = self._price(r, routing.items, routing.workers, record=False)
-            keep = self._within_money(price)
+            keep = self._within_money(self._price(r, routing.items, routing.workers, record=False)[1])
             if not keep.any():
                 break
-            kinds = self._kinds_of(routing.items[keep])
-            pay, price = self._price(r, routing.items[keep], routing.workers[keep], record=True)
-            self.store.add_assignments(r, routing.items[keep], self._wpos[routing.workers[keep]], kind=kinds,
-                                       pay_cents=self.ledger.to_cents(pay), price_cents=self.ledger.to_cents(price))
-            wave += 1
+            items, workers = routing.items[keep], routing.workers[keep]
+            with self.store.transaction():
+                self._price(r, items, workers, record=True)
+                self.store.add_assignments(r, items, self._wpos[workers], kind=self._kinds_of(items))
         self._close_round(r)
 
     def _collect(self, r: int) -> None:
@@ -493,16 +597,19 @@ class LabelingProject:
         answered = np.flatnonzero(counts > 0)
         answered = answered[~np.isin(answered, self._gold_items)]
         labels = None
-        stats = next(x["stats"] for x in self.store.rounds() if x["round"] == r)
+        stats = self.store.round_stats(r)
         if len(answered):
             labels = {"items": answered, "labels": post[answered].argmax(1), "confidence": post[answered].max(1),
                       "source": np.where(counts[answered] > 1, "aggregated", "human").tolist()}
             if self.y_true is not None:
                 stats["human_label_accuracy"] = float(np.mean(labels["labels"] == self.y_true[answered]))
         stats["human_answers_after"] = self.store.n_answers()
-        self._grant_skills(r)
-        self.store.finish_round(r, stats, labels=labels)
-        self.ledger.settle()  # top up anyone below the floor over the round just closed
+        # One transaction: a round closed is a round settled (top-ups for anyone below the
+        # floor over it) and its skills granted; a kill leaves all of it or none.
+        with self.store.transaction():
+            self._grant_skills(r)
+            self.store.finish_round(r, stats, labels=labels)
+            self.ledger.settle()
 
     # ------------------------------------------------------------------ aggregation
     def _posteriors(self) -> tuple[np.ndarray, np.ndarray]:
@@ -823,36 +930,26 @@ class LabelingProject:
             return np.ones(len(price), dtype=bool)
         # Each task is also billed in whole cents, rounded up: the bill must fit too, not
         # only the exact micros (20 tasks at 1.2 cents are 24 cents exact but 40 billed).
-        cents_left = self.budget.remaining_cents(self.store.spent_cents())
+        cents_left = self.budget.remaining_cents(self.ledger.spent_cents())
         return (np.cumsum(price) <= left) & (np.cumsum(self.ledger.to_cents(price)) <= cents_left)
 
     # ------------------------------------------------------------------ the end
     def _finish(self, reason: str, write: bool = True) -> RunResult:
         state = self._fit_and_score()
         labeled = state["labeled"]
-        point = dict(state["point"], round=len(self.store.rounds()), final=True)
-        done_rounds = [dict(s["stats"], round=s["round"]) for s in self.store.rounds() if s["status"] == "done"]
+        rounds = self.store.rounds()
+        point = dict(state["point"], round=len(rounds), final=True)
+        done_rounds = [dict(s["stats"], round=s["round"]) for s in rounds if s["status"] == "done"]
         cols = ("round", "human_answers", "human_labeled", "auto_accepted", "model_accuracy", "label_accuracy",
                 "accepted_accuracy", "auto_accepted_accuracy", "threshold", "accuracy_bound")
         curve = Curve([{c: p.get(c) for c in cols} for p in done_rounds + [point]])
-        proba = state["proba"]
-        lab = self.store.labels()
-        conf = np.zeros(self.pool.n_items)
-        source = np.full(self.pool.n_items, "machine", dtype=object)
-        label = np.full(self.pool.n_items, -1, dtype=np.int64)
-        if proba is not None:
-            label = proba.argmax(1)
-            conf = proba.max(1)
-        human = np.isin(lab["source"], _HUMAN)
-        label[lab["item"][human]] = lab["label"][human]
-        conf[lab["item"][human]] = lab["confidence"][human]
-        source[lab["item"][human]] = lab["source"][human]
-        machine = ~labeled
-        if write and proba is not None and machine.any():
+        label, conf, source = self._delivered(state)
+        machine = ~labeled & (label >= 0)
+        if write and machine.any():
             idx = np.flatnonzero(machine)
-            self.store.set_labels(len(self.store.rounds()), idx, label[idx], "machine", conf[idx])
+            self.store.set_labels(len(rounds), idx, label[idx], "machine", conf[idx])
         accepted = labeled | state["accepted"]
-        names = np.array([str(c) for c in self.classes] + [""], dtype=object)
+        names = np.array([str(c) for c in self.classes] + [None], dtype=object)
         df = pd.DataFrame({"id": self.pool.ids, "label": names[label], "source": source,
                            "confidence": conf, "accepted": accepted})
         unroutable = set()
@@ -863,8 +960,9 @@ class LabelingProject:
             "human_answers": int(self.store.n_answers()),
             "human_labeled": int(labeled.sum()),
             "auto_accepted": int(state["accepted"].sum()),
-            "machine_unaccepted": int((~accepted).sum()),
-            "label_accuracy": point.get("label_accuracy"),
+            "machine_unaccepted": int((~accepted & (label >= 0)).sum()),
+            "unlabeled": int((label < 0).sum()),
+            "label_accuracy": point.get("label_accuracy") if (label >= 0).any() else None,
             "accepted_accuracy": point.get("accepted_accuracy"),
             "auto_accepted_accuracy": point.get("auto_accepted_accuracy"),
             "model_accuracy": point.get("model_accuracy"),
@@ -873,7 +971,7 @@ class LabelingProject:
             "target_accuracy": self.router.target_accuracy,
             "confidence": self.router.confidence if self.router.guarantee else None,
             "audited": point.get("audited"),
-            "rounds": sum(r["status"] == "done" for r in self.store.rounds()),
+            "rounds": sum(r["status"] == "done" for r in rounds),
             "paid": {self.ledger.currency: self.ledger.totals()["hiter_micros"] / 1_000_000},
             "spent": self.ledger.spent_micros() / 1_000_000,
             "unroutable": len(unroutable),
@@ -881,9 +979,52 @@ class LabelingProject:
             "skills_gained": len(self.store.events("skill_gained")),
             "stop_reason": reason,
         }
+        summary["messages"] = _messages(summary)
         if write:
             self.store.log("finished", summary)
         return RunResult(labels=df, curve=curve, summary=summary, stop_reason=reason)
+
+    def _delivered(self, state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per item: the label delivered (-1: none), its confidence and its source (``none`` when unlabeled)."""
+        n = self.pool.n_items
+        label = np.full(n, -1, dtype=np.int64)
+        conf = np.full(n, np.nan)
+        source = np.full(n, "none", dtype=object)
+        proba = state["proba"]
+        if proba is not None:
+            label, conf = proba.argmax(1), proba.max(1)
+            source[:] = "machine"
+        lab = self.store.labels()
+        human = np.isin(lab["source"], _HUMAN)
+        label[lab["item"][human]] = lab["label"][human]
+        conf[lab["item"][human]] = lab["confidence"][human]
+        source[lab["item"][human]] = lab["source"][human]
+        return label, conf, source
+
+
+def _messages(summary: dict) -> list[str]:
+    """What a person should know about how a run ended, in words (no silent outcomes)."""
+    out = []
+    why = {
+        "budget": f"stopped at the budget ({summary['human_answers']} answers, {summary['spent']:.2f} spent); "
+                  "raise it and run again on the same store to go on.",
+        "no_eligible_hiters": "stopped: no HITer of this workforce may take the items left now (residency, skills, "
+                              "tenure, daily hours or quality holds); add HITers or wait, then run again.",
+        "waiting": "answers are still out: the round stays open; run again to go on waiting.",
+    }
+    if summary["stop_reason"] in why:
+        out.append(why[summary["stop_reason"]])
+    if summary["unroutable"]:
+        out.append(f"{summary['unroutable']} item(s) may go to no HITer on the platform (residency, tenure): they "
+                   "carry the model's label, not accepted (summary['unroutable_items']).")
+    if summary["unlabeled"]:
+        out.append(f"{summary['unlabeled']} item(s) have no label at all: no model could be trained yet "
+                   "(no human label outside the audits); label is None for them.")
+    if summary["rounds"] and summary["auto_accepted"] == 0 and summary["machine_unaccepted"]:
+        out.append(f"no machine label was auto-accepted: the audits do not show the target accuracy "
+                   f"{summary['target_accuracy']:g} yet; {summary['machine_unaccepted']} item(s) carry an "
+                   "unaccepted machine label.")
+    return out
 
 
 #: Audited items needed before the model prior is calibrated on them (``prior_mix="audits"``) ...
@@ -958,3 +1099,20 @@ def _check_truth(y: Sequence[int], n: int, k: int, field_name: str) -> np.ndarra
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= k)):
         raise ValidationError("holds values outside the label set", field=field_name, expected=f"integers in [0, {k})")
     return y
+
+
+def _whole(value: Any, field_name: str, *, low: int) -> int:
+    """``value`` as an int, refusing floats, strings and booleans (no silent truncation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise ConfigError(f"is {value!r}", field=field_name, expected=f"a whole number >= {low}")
+    return int(value)
+
+
+def _describe(part: Any) -> Any:
+    """A stable description of a strategy or an aggregator, to tell on resume whether it changed."""
+    if part is None or isinstance(part, str):
+        return part
+    if callable(part) and hasattr(part, "__qualname__"):
+        return f"{getattr(part, '__module__', '')}.{part.__qualname__}"
+    params = part.get_params() if callable(getattr(part, "get_params", None)) else {}
+    return f"{type(part).__module__}.{type(part).__qualname__}({sorted((k, repr(v)) for k, v in params.items())})"

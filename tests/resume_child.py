@@ -1,5 +1,6 @@
 """A small project that the crash test runs, kills and resumes (also importable)."""
 
+import datetime
 import os
 import signal
 import sqlite3
@@ -22,7 +23,9 @@ BATCH = 20
 PER_ITEM = 3
 
 
-def make_project(store: str, latency: float = 0.0, budget: int = BUDGET) -> hitl.LabelingProject:
+def make_project(store: str, latency: float = 0.0, budget: int = BUDGET,
+                 answers_per_item: int | None = PER_ITEM) -> hitl.LabelingProject:
+    """Fixed redundancy by default; ``answers_per_item=None``: the library's defaults (dynamic, the set rule)."""
     X, y = load_digits(return_X_y=True)
     X, y = X[:600].astype(np.float32), y[:600]
     allowed = [["FR"] if i % 7 == 0 else None for i in range(len(y))]
@@ -32,8 +35,8 @@ def make_project(store: str, latency: float = 0.0, budget: int = BUDGET) -> hitl
     return hitl.LabelingProject(
         hitl.Pool(X, ids=[f"d{i}" for i in range(len(y))], allowed_countries=allowed),
         SklearnModel(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), n_classes=10),
-        workforce=crowd, answers_per_item=PER_ITEM, budget=hitl.Budget(answers=budget), store=store,
-        y_true=y, random_state=5, progress=False,
+        workforce=crowd, answers_per_item=answers_per_item, budget=hitl.Budget(answers=budget), store=store,
+        y_true=y, random_state=5, progress=False, start_date=datetime.date(2026, 1, 5),
     )
 
 
@@ -49,12 +52,12 @@ def answers_committed(db) -> int:
         return 0
 
 
-def run_and_kill(db, kill_when, latency: float = 0.01, timeout: float = 120.0):
+def run_and_kill(db, kill_when, latency: float = 0.01, timeout: float = 120.0, redundancy: str = "fixed"):
     """Run this project in a child process and SIGKILL it once ``kill_when(answers)`` holds.
 
     Returns ``(answers at the kill or None, child)``; the child has been reaped.
     """
-    child = subprocess.Popen([sys.executable, str(Path(__file__)), str(db), str(latency)],
+    child = subprocess.Popen([sys.executable, str(Path(__file__)), str(db), str(latency), redundancy],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     killed_at = None
     deadline = time.time() + timeout
@@ -74,4 +77,5 @@ def run_and_kill(db, kill_when, latency: float = 0.01, timeout: float = 120.0):
 
 
 if __name__ == "__main__":
-    make_project(sys.argv[1], latency=float(sys.argv[2])).run(batch_size=BATCH)
+    per_item = PER_ITEM if len(sys.argv) < 4 or sys.argv[3] == "fixed" else None
+    make_project(sys.argv[1], latency=float(sys.argv[2]), answers_per_item=per_item).run(batch_size=BATCH)
