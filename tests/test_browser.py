@@ -3,6 +3,7 @@
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -101,3 +102,75 @@ def test_sign_in_label_three_items_with_the_keyboard(tmp_path):
     assert project.store._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 3
     assert q.progress()["tasks"]["answered"] == 3
     assert time.monotonic() - t0 < 60
+
+
+def _one_hiter_project(path, classes):
+    """A project whose only HITer, ann, holds one text task per class (item i is "it-i")."""
+    from hitl.queue import TaskQueue
+    from hitl.store import Store
+    from hitl.workforce import HITer
+
+    n = len(classes)
+    store = Store(path)
+    store.ensure_project(fingerprint="keys", classes=classes, config={})
+    store.add_items([f"it-{i}" for i in range(n)], ["default"] * n, [None] * n)
+    store.add_workers([HITer("ann", "FR")])
+    store.begin_round(0, items=np.arange(n), workers=np.zeros(n, dtype=np.int64))
+    q = TaskQueue(store)
+    q.post(np.arange(n), [("text", "text/plain", f"item number {i}".encode()) for i in range(n)])
+    token = q.issue_token("ann")
+    store.close()
+    return token
+
+
+@pytest.mark.parametrize("classes, typed", [
+    ([str(d) for d in range(10)], [str(d) for d in range(10)]),  # a digit is typed as it is seen
+    (["zero", "one", "two"], ["1", "2", "3"]),  # longer names: the number shown on the button
+    (["A", "a", "B"], ["A", "a", "b"]),  # exact case first; "b" is B, the only label equal to it ignoring case
+], ids=["digits", "words", "case"])
+def test_the_key_typed_is_the_label_stored(tmp_path, classes, typed):
+    from test_serve_e2e import free_port, start_server, stop_server
+
+    from hitl.store import Store
+
+    t0 = time.monotonic()
+    db = tmp_path / "project.db"
+    token = _one_hiter_project(db, classes)
+    named = all(len(c) == 1 for c in classes)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    # The server starts (mostly imports) while Chromium does: each takes a second or two.
+    starting = ThreadPoolExecutor(1).submit(start_server, db, port)
+    try:
+        with sync_api.sync_playwright() as pw:
+            context = pw.chromium.launch_persistent_context(str(tmp_path / "chromium-profile"),
+                                                            executable_path=CHROMIUM, headless=True, args=FLAGS)
+            context.set_default_timeout(10_000)
+            page = context.new_page()
+            starting.result()
+            page.goto(base + "/")
+            page.fill("#token", token)
+            page.click("#signin-button")
+            seen = set()
+            for n in range(len(classes)):
+                page.wait_for_selector("#task:not([hidden])")
+                wait_until(lambda: page.text_content("#item-id") not in seen)
+                item_id = page.text_content("#item-id")
+                seen.add(item_id)
+                i = int(item_id.split("-")[1])  # type the key of class i on item i
+                if not named:  # the number or letter to type is shown on the button
+                    assert page.text_content(f"#labels button[data-index='{i}'] kbd") == typed[i]
+                page.keyboard.press(typed[i])
+                assert page.is_enabled("#submit")  # the key picked a label (which one: see the store below)
+                page.keyboard.press("Enter")
+                sync_api.expect(page.locator("#done")).to_have_text(str(n + 1))
+            sync_api.expect(page.locator("#empty")).to_be_visible()
+            context.close()
+    finally:
+        if starting.exception() is None:
+            stop_server(starting.result())
+
+    with Store(db) as store:
+        rows = store._db.execute("SELECT item, label FROM answers ORDER BY item").fetchall()
+    assert [(item, classes[label]) for item, label in rows] == [(i, classes[i]) for i in range(len(classes))]
+    assert time.monotonic() - t0 < 30

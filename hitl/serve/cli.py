@@ -6,6 +6,7 @@ import argparse
 import csv
 import ipaddress
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -53,26 +54,64 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_tokens(store_path: Path, out: Path) -> int:
-    """Issue a token for each registered HITer without one (and an admin token if none); append them to ``out``."""
+    """Issue a token for each registered HITer without one (and an admin token if none); append them to ``out``.
+
+    The file is written (mode 0600, synced to disk) before any token is stored, so a file that
+    cannot be written leaves nobody with a token only its digest knows.
+
+    Parameters
+    ----------
+    store_path : Path
+        The project's store.
+    out : Path
+        CSV file ``hiter,token`` (created, or appended to).
+
+    Returns
+    -------
+    int : how many tokens were issued
+
+    Raises
+    ------
+    ConfigError
+        ``out`` cannot be written; no token is stored then.
+    """
     from ..queue import TaskQueue
 
     q = TaskQueue(store_path)
-    db = q.store._db
-    without = [r[0] for r in db.execute(
-        "SELECT w.id FROM workers w WHERE NOT EXISTS "
-        "(SELECT 1 FROM hq_tokens t WHERE t.worker = w.idx AND t.revoked_at IS NULL) ORDER BY w.idx")]
-    rows = [(h, q.issue_token(h)) for h in without]
-    if db.execute("SELECT 1 FROM hq_tokens WHERE role = 'admin' AND revoked_at IS NULL").fetchone() is None:
-        rows.append(("admin", q.issue_token(admin=True)))
-    new_file = not out.exists()
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "w", newline="") as f:
-        w = csv.writer(f)
-        if new_file:
-            w.writerow(["hiter", "token"])
-        w.writerows(rows)
-    q.close()
-    return len(rows)
+    try:
+        db = q.store._db
+        without = [r[0] for r in db.execute(
+            "SELECT w.id FROM workers w WHERE NOT EXISTS "
+            "(SELECT 1 FROM hq_tokens t WHERE t.worker = w.idx AND t.revoked_at IS NULL) ORDER BY w.idx")]
+        minted = [(h, *q.mint_token(h)) for h in without]
+        if db.execute("SELECT 1 FROM hq_tokens WHERE role = 'admin' AND revoked_at IS NULL").fetchone() is None:
+            minted.append(("admin", *q.mint_token(admin=True)))
+        if not minted:
+            return 0
+        _append_private(out, [(h, token) for h, token, _ in minted])
+        return q.commit_tokens([row for _, _, row in minted])
+    finally:
+        q.close()
+
+
+def _append_private(out: Path, rows: list[tuple[str, str]]) -> None:
+    """Append ``rows`` to the CSV ``out``, readable by its owner only, and sync it to disk."""
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "w", newline="") as f:
+            st = os.fstat(fd)
+            # O_CREAT's mode only applies to a new file: an old one may be group/world readable.
+            if stat.S_IMODE(st.st_mode) != 0o600:
+                os.fchmod(fd, 0o600)
+            w = csv.writer(f)
+            if st.st_size == 0:
+                w.writerow(["hiter", "token"])
+            w.writerows(rows)
+            f.flush()
+            os.fsync(fd)
+    except OSError as exc:
+        raise ConfigError(f"cannot be written ({exc.strerror or exc})", item=str(out), field="--issue-tokens",
+                          expected="a file you may create or write") from None
 
 
 def _is_loopback(host: str) -> bool:

@@ -35,11 +35,14 @@
     }
     const box = $("labels");
     box.replaceChildren();
+    // Names typed as they are (one character each) need no key shown beside them.
+    const named = t.labels.every((name, i) => t.keys[i] === name);
+    $("hint-pick").textContent = named ? "Type a label's name" : "Press the key shown on a label";
     t.labels.forEach((name, i) => {
       const b = document.createElement("button");
       b.type = "button"; b.dataset.index = String(i); b.setAttribute("role", "radio");
       b.setAttribute("aria-checked", "false"); b.textContent = name;
-      if (t.keys[i]) { const k = document.createElement("kbd"); k.textContent = t.keys[i]; b.appendChild(k); }
+      if (t.keys[i] && !named) { const k = document.createElement("kbd"); k.textContent = t.keys[i]; b.appendChild(k); }
       if (t.suggestion === name) b.classList.add("suggested");
       b.addEventListener("click", () => pick(i));
       box.appendChild(b);
@@ -78,10 +81,22 @@
     next();
   }
 
+  // The label a key picks: the one whose key is exactly ev.key ("A" and "a" may be two
+  // labels), else the only one equal to it ignoring case (Caps Lock on), else none.
+  function keyIndex(key) {
+    const exact = task.keys.indexOf(key);
+    if (exact >= 0) return exact;
+    const lower = key.toLowerCase(), loose = [];
+    task.keys.forEach((k, i) => { if (k && k.toLowerCase() === lower) loose.push(i); });
+    return loose.length === 1 ? loose[0] : -1;
+  }
+
   document.addEventListener("keydown", (ev) => {
-    if (ev.ctrlKey || ev.metaKey || ev.altKey || !task) return;
+    // AltGr reads as Ctrl+Alt on some systems, and some names need it (@ or { on many layouts).
+    const modified = ev.ctrlKey || ev.metaKey || ev.altKey;
+    if ((modified && !ev.getModifierState("AltGraph")) || !task) return;
     if (ev.key === "Enter") { ev.preventDefault(); submit(); return; }
-    const i = task.keys.indexOf(ev.key.toLowerCase());
+    const i = keyIndex(ev.key);
     if (i >= 0) { ev.preventDefault(); pick(i); }
   });
   $("submit").addEventListener("click", submit);
