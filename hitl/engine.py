@@ -566,7 +566,18 @@ class LabelingProject:
             if len(chunk) == 0:
                 continue
             # Committed before the next chunk is asked for: that is the acknowledgement.
-            self.store.add_answers(r, chunk.item, self._wpos[chunk.worker], chunk.label, chunk.seconds)
+            self.store.add_answers(r, chunk.item, self._store_workers(chunk.worker), chunk.label, chunk.seconds)
+
+    def _store_workers(self, workers: Any) -> np.ndarray:
+        """Store positions of workforce positions, refusing any that is not a HITer of the workforce."""
+        w = np.asarray(workers).reshape(-1)
+        ok = w.dtype.kind in "iu" and bool(((w >= 0) & (w < len(self._wpos))).all())
+        if not ok:
+            bad = next((v for v in w.tolist() if not (isinstance(v, (int, np.integer)) and 0 <= v < len(self._wpos))),
+                       w.dtype)
+            raise ValidationError(f"is {bad!r}", field="worker",
+                                  expected=f"a position in the workforce's HITers, 0 to {len(self._wpos) - 1}")
+        return self._wpos[w]
 
     def _uncertain_items(self, r: int) -> np.ndarray:
         """Items of round ``r`` whose posterior is still below the redundancy target."""

@@ -135,19 +135,26 @@ class HumanWorkforce:
     def bind(self, project: Any) -> "HumanWorkforce":
         """Use ``project``'s store (called by the project, or by hand). Returns self."""
         n_items = getattr(getattr(project, "pool", None), "n_items", None)
-        given = next((name for name in ("images", "texts", "files") if getattr(self, name) is not None), None)
-        if n_items is not None and given is not None:
-            try:
-                n_content = len(getattr(self, given))
-            except TypeError:
-                raise ConfigError(f"has no length ({type(getattr(self, given)).__name__})", field=given,
-                                  expected="one entry per pool item") from None
-            if n_content != n_items:
-                raise ConfigError(f"has {n_content} entries for a pool of {n_items} items", field=given,
-                                  expected="one entry per pool item, in pool order")
+        if n_items is not None and self.n_items != n_items:
+            raise ConfigError(f"has {self.n_items} entries for a pool of {n_items} items", field=self._content_name,
+                              expected="one entry per pool item, in pool order")
         self.store = project.store
         self.queue_ = None
         return self
+
+    @property
+    def _content_name(self) -> str:
+        return next(name for name in ("images", "texts", "files") if getattr(self, name) is not None)
+
+    @property
+    def n_items(self) -> int:
+        """Items this workforce can show (one entry of ``images``, ``texts`` or ``files`` each)."""
+        content = getattr(self, self._content_name)
+        try:
+            return len(content)
+        except TypeError:
+            raise ConfigError(f"has no length ({type(content).__name__})", field=self._content_name,
+                              expected="one entry per pool item") from None
 
     def _queue(self) -> TaskQueue:
         if self.queue_ is None:

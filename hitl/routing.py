@@ -27,6 +27,8 @@ Per item the router decides between the machine label and human answers:
 
 from __future__ import annotations
 
+import math
+
 import datetime as _dt
 import functools
 from dataclasses import dataclass
@@ -58,10 +60,11 @@ class Budget:
     money: float | None = None
 
     def __post_init__(self) -> None:
-        if self.answers is not None and (not isinstance(self.answers, (int, np.integer)) or self.answers < 0):
+        if self.answers is not None and (isinstance(self.answers, bool) or not isinstance(self.answers, (int, np.integer))
+                                         or self.answers < 0):
             raise ConfigError(f"is {self.answers!r}", field="Budget.answers", expected="a whole number >= 0 or None")
-        if self.money is not None and not (float(self.money) >= 0):
-            raise ConfigError(f"is {self.money!r}", field="Budget.money", expected="an amount >= 0 or None")
+        if self.money is not None and not _finite_amount(self.money):
+            raise ConfigError(f"is {self.money!r}", field="Budget.money", expected="a finite amount >= 0 or None")
 
     def remaining(self, answers_used: int) -> int | None:
         """Answers still allowed (None: unlimited)."""
@@ -70,6 +73,16 @@ class Budget:
     def remaining_cents(self, cents_used: int) -> int | None:
         """Money still allowed, in cents (None: unlimited)."""
         return None if self.money is None else max(0, int(round(float(self.money) * 100)) - int(cents_used))
+
+
+def _finite_amount(value: object) -> bool:
+    """Whether ``value`` is a number (not text, not a bool) that is finite and >= 0."""
+    if isinstance(value, (str, bytes, bool)):
+        return False
+    try:
+        return 0 <= float(value) < math.inf
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass

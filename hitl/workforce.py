@@ -270,6 +270,11 @@ class SimulatedCrowd:
             hiters.append(HITer(f"hiter-{j:03d}", country, hourly_min_wage=_SIM_WAGES.get(country, 1.0), start_date=start))
         return cls(hiters, drawn, truth, n_classes, seconds=seconds, random_state=random_state, **kwargs)
 
+    @property
+    def n_items(self) -> int:
+        """Items the simulation knows the truth of: a project's pool must have exactly these."""
+        return len(self.truth)
+
     def answer(self, items: np.ndarray, workers: np.ndarray) -> Answers:
         """The answers of ``workers[j]`` on ``items[j]``, all at once (deterministic)."""
         items = np.asarray(items, dtype=np.int64)
