@@ -6,11 +6,18 @@ crowd-kit, accuracy on the gold tasks and seconds. Then a synthetic large case,
 1,000,000 tasks x 3 answers from 2,000 workers with 5 classes: Dawid-Skene with the
 same fixed number of EM iterations, and majority vote, both from the same DataFrame.
 
-Writes ``benchmarks/results/aggregation.json`` and ``benchmarks/results/aggregation.md``.
+One vote per (task, worker) on both sides: each data set is loaded de-duplicated (adult2
+and trec_rf10 hold workers who gave a task two different labels: their last answer in
+the file counts, ``duplicates="last"``), and crowd-kit gets the very same frame.
 
+Writes ``benchmarks/results/aggregation.json`` and ``benchmarks/results/aggregation.md``.
+Pin the BLAS threads so that timings do not depend on the machine's thread pool:
+
+    export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
     python benchmarks/aggregation.py                  # everything (crowd-kit's GLAD and MACE take a while)
     python benchmarks/aggregation.py --skip-real      # only the synthetic case
     python benchmarks/aggregation.py --skip-synthetic --methods ds,mv
+    python benchmarks/aggregation.py --datasets adult2,trec_rf10 --merge   # redo two sets, keep the rest
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ from hitl.aggregation import crowd_data_root, list_crowd_datasets, load_crowd_da
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = Path(__file__).resolve().parent / ".cache" / "aggregation_crowdkit.json"
 METHODS = ["mv", "wawa", "ds", "onecoin", "glad", "mace"]
+# Sets with conflicting repeats (a worker, a task, two labels): loaded keeping the last answer.
+CONFLICTING = {"adult2", "trec_rf10"}
 NAMES = {"mv": "MajorityVote", "wawa": "Wawa", "ds": "DawidSkene", "onecoin": "OneCoinDawidSkene", "glad": "GLAD",
          "mace": "MACE"}
 
@@ -64,9 +73,10 @@ def warm_up() -> None:
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"task": rng.integers(0, 50, 400), "worker": rng.integers(0, 9, 400),
                        "label": rng.integers(0, 3, 400)})
-    for key in METHODS:
-        our_method(key).fit_predict(df)
-        our_method(key, **({} if key in ("mv", "wawa") else {"dtype": "float32"})).fit_predict(df)
+    for key in METHODS:  # random pairs repeat: keep the last, which compiles the one-vote check too
+        our_method(key).fit_predict(df, duplicates="last")
+        our_method(key, **({} if key in ("mv", "wawa") else {"dtype": "float32"})).fit_predict(df, duplicates="last")
+    our_method("mv").fit_predict(df.sort_values("worker"), duplicates="last")  # the counting-sort path
 
 
 def run_real(names: list[str], methods: list[str], repeats: int, reuse_reference: bool) -> list[dict]:
@@ -75,7 +85,8 @@ def run_real(names: list[str], methods: list[str], repeats: int, reuse_reference
 
     rows = []
     for name in names:
-        data = load_crowd_dataset(crowd_data_root() / name)
+        # Both sides get these de-duplicated answers (one row per task and worker).
+        data = load_crowd_dataset(crowd_data_root() / name, duplicates="last" if name in CONFLICTING else "refuse")
         gold = data.gold_in_answers
         answers = data.answers
         row = {
@@ -83,6 +94,7 @@ def run_real(names: list[str], methods: list[str], repeats: int, reuse_reference
             "n_tasks": int(answers["task"].nunique()),
             "n_workers": int(answers["worker"].nunique()),
             "n_answers": int(len(answers)),
+            "n_repeats_dropped": int(data.n_duplicates),
             "n_classes": int(answers["label"].nunique()),
             "n_gold_tasks": int(len(gold)),
             "methods": {},
@@ -113,16 +125,38 @@ def run_real(names: list[str], methods: list[str], repeats: int, reuse_reference
 
 
 def synthetic_answers(n_tasks: int, per_task: int, n_workers: int, k: int, seed: int = 0):
-    """Each task gets ``per_task`` answers from random workers; worker accuracy U(0.5, 0.95),
-    errors uniform over the other classes."""
+    """Each task gets ``per_task`` answers from distinct random workers (one vote per task and
+    worker); worker accuracy U(0.5, 0.95), errors uniform over the other classes."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, k, n_tasks)
     task = np.repeat(np.arange(n_tasks), per_task)
-    worker = rng.integers(0, n_workers, task.size)
+    worker = rng.integers(0, n_workers, (n_tasks, per_task))
+    while True:  # redraw the (few) tasks that got a worker twice
+        s = np.sort(worker, axis=1)
+        again = (s[:, 1:] == s[:, :-1]).any(axis=1)
+        if not again.any():
+            break
+        worker[again] = rng.integers(0, n_workers, (int(again.sum()), per_task))
+    worker = worker.ravel()
     acc = rng.uniform(0.5, 0.95, n_workers)
     right = rng.random(task.size) < acc[worker]
     label = np.where(right, truth[task], (truth[task] + rng.integers(1, k, task.size)) % k)
     return pd.DataFrame({"task": task, "worker": worker, "label": label}), truth
+
+
+def time_one_vote_check(df: pd.DataFrame, repeats: int) -> dict:
+    """Seconds of the one-vote-per-(task, worker) check every fit runs: on the answers as
+    given (grouped by task, so no sort) and shuffled (a counting sort by task first)."""
+    from hitl.aggregation._kernels import pair_repeats
+
+    t, w, y = (df[c].to_numpy(np.int64) for c in ("task", "worker", "label"))
+    nt, nw = int(t.max()) + 1, int(w.max()) + 1
+    perm = np.random.default_rng(1).permutation(len(t))
+    res = {}
+    for name, (tt, ww, yy) in {"grouped": (t, w, y), "shuffled": (t[perm], w[perm], y[perm])}.items():
+        times = [timed(lambda: pair_repeats(tt, ww, yy, nt, nw))[1] for _ in range(max(repeats, 3))]
+        res[f"{name}_seconds"] = times
+    return res
 
 
 def run_synthetic(n_tasks: int, per_task: int, n_workers: int, k: int, n_iter: int, repeats: int,
@@ -130,6 +164,7 @@ def run_synthetic(n_tasks: int, per_task: int, n_workers: int, k: int, n_iter: i
     df, truth = synthetic_answers(n_tasks, per_task, n_workers, k)
     out: dict = {"n_tasks": n_tasks, "answers_per_task": per_task, "n_workers": n_workers, "n_classes": k,
                  "n_answers": int(len(df)), "ids": "integers in a DataFrame (task, worker, label)"}
+    out["one_vote_check"] = time_one_vote_check(df, repeats)
 
     def acc(labels: pd.Series) -> float:
         return float((labels.reindex(np.arange(n_tasks)).to_numpy() == truth).mean())
@@ -199,6 +234,10 @@ def markdown(result: dict) -> str:
     rows, methods = result.get("datasets", []), result.get("methods", [])
     if rows:
         lines += ["Accuracy on the gold tasks (%), ours / crowd-kit; best of each row in bold.", ""]
+        dropped = [f"{r['name']} {r['n_repeats_dropped']}" for r in rows if r.get("n_repeats_dropped")]
+        if dropped:
+            lines[-1:] = [f"Both sides get the same answers, one per (task, worker): repeated answers dropped, "
+                          f"the last one kept ({', '.join(dropped)}).", ""]
         lines.append("| data set | tasks | answers | gold | " + " | ".join(NAMES[m] for m in methods) + " |")
         lines.append("|---|---:|---:|---:|" + "---:|" * len(methods))
         for r in rows:
@@ -244,6 +283,11 @@ def markdown(result: dict) -> str:
                   f"| DawidSkene (float32) | {med(ds['ours_float32_seconds']):.2f} | {med(ds['crowdkit_seconds']):.1f} | "
                   f"{ds['speedup_median_float32']:.1f}x | {100 * ds['ours_float32_accuracy']:.2f} / "
                   f"{100 * ds['crowdkit_accuracy']:.2f} |"]
+    check = (syn or {}).get("one_vote_check")
+    if check:
+        lines += ["", f"One vote per (task, worker), the check inside every fit above: "
+                      f"{statistics.median(check['grouped_seconds']):.3f} s on the {syn['n_answers']:,} answers as "
+                      f"given (grouped by task), {statistics.median(check['shuffled_seconds']):.3f} s shuffled."]
     env = result["environment"]
     lines += ["", f"Python {env['python']}, numpy {env['numpy']}, numba {env['numba']}, pandas {env['pandas']}, "
                   f"crowd-kit {env['crowdkit']}; {env['cpu_count']} CPU cores."]
@@ -290,6 +334,14 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if args.merge and out.is_file():
         old = json.loads(out.read_text())
+        if "datasets" in result and "datasets" in old and old.get("methods") == methods:
+            # Data sets of the earlier run that this run did not redo are kept (and marked).
+            fresh = {r["name"] for r in result["datasets"]}
+            kept = [r for r in old["datasets"] if r["name"] not in fresh]
+            if kept:
+                result["datasets"] = sorted(kept + result["datasets"], key=lambda r: r["name"])
+                result["summary"] = summarise(result["datasets"], methods)
+                result["datasets_kept_from_earlier_run"] = [r["name"] for r in kept]
         for key in ("datasets", "summary", "synthetic"):
             if key not in result and key in old:
                 result[key] = old[key]

@@ -17,7 +17,7 @@ from hitl.aggregation import (
     list_crowd_datasets,
     load_crowd_dataset,
 )
-from hitl.errors import DataFormatError
+from hitl.errors import ConflictingAnswerError, DataFormatError
 
 REAL = list_crowd_datasets()
 pytestmark = pytest.mark.skipif(not REAL, reason="crowd data folder absent (set HITL_CROWD_DATA)")
@@ -30,11 +30,18 @@ def accuracy(labels: pd.Series, gold: pd.Series) -> float:
 
 
 BIG = {"adult2", "product", "trec_rf10"}  # 25k-100k answers
+# sets where a worker gave one task two different labels, and how many such (task, worker) pairs
+CONFLICTING = {"adult2": 149, "trec_rf10": 277}
+
+
+def rule(name: str) -> str:
+    """Conflicting repeats are refused by default; these sets are loaded keeping the last answer."""
+    return "last" if name in CONFLICTING else "refuse"
 
 
 @pytest.fixture(scope="module")
 def datasets():
-    return {name: load_crowd_dataset(crowd_data_root() / name) for name in REAL}
+    return {name: load_crowd_dataset(crowd_data_root() / name, duplicates=rule(name)) for name in REAL}
 
 
 @pytest.fixture(scope="module")
@@ -60,16 +67,36 @@ def test_loader_matches_the_index(datasets):
         if row.name not in datasets:
             continue
         d = datasets[row.name]
-        assert len(d.answers) == row.n_answers
+        # one row per (task, worker): the repeats counted in the index are what the loader dropped
+        assert d.n_duplicates == row.n_dup_pairs
+        assert len(d.answers) + d.n_duplicates == row.n_answers
+        assert not d.answers.duplicated(["task", "worker"]).any()
         assert d.answers["task"].nunique() == row.n_tasks
         assert d.answers["worker"].nunique() == row.n_workers
         assert sorted(d.answers["label"].unique()) == sorted(str(row.classes).split())
         assert len(d.gold_in_answers) == row.n_gold_in_answers
-        assert d.answers.duplicated(["task", "worker"]).sum() == row.n_dup_pairs
+
+
+@pytest.mark.parametrize("name", sorted(CONFLICTING))
+def test_sets_with_conflicting_repeats_are_refused_by_default(name):
+    if name not in REAL:
+        pytest.skip(f"{name} absent")
+    with pytest.raises(ConflictingAnswerError, match=rf"twice with different labels: .* \(line \d+\) and .* "
+                                                      rf"\(line \d+\); {CONFLICTING[name] - 1} more"):
+        load_crowd_dataset(name)
+    raw = pd.read_csv(crowd_data_root() / name / "answers.csv", dtype=str, keep_default_na=False)
+    last = raw.drop_duplicates(["task", "worker"], keep="last")
+    d = load_crowd_dataset(name, duplicates="last")
+    # the last answer of each pair in file order, nothing else
+    pd.testing.assert_frame_equal(d.answers.reset_index(drop=True), last.reset_index(drop=True))
+    with pytest.raises(ConflictingAnswerError):
+        DawidSkene().fit(raw)
+    assert (DawidSkene().fit_predict(raw, duplicates="last") == DawidSkene().fit_predict(d.answers)).all()
 
 
 def test_loader_by_bare_name_and_missing_folder(tmp_path):
-    assert load_crowd_dataset(REAL[0]).name == REAL[0]
+    name = next(n for n in REAL if n not in CONFLICTING)
+    assert load_crowd_dataset(name).name == name
     with pytest.raises(DataFormatError, match="folder not found"):
         load_crowd_dataset(tmp_path / "nope")
 

@@ -121,8 +121,11 @@ def test_console_script_in_a_subprocess(small_crowd, tmp_path):
 def test_every_real_data_folder(name, tmp_path, capsys):
     folder = crowd_data_root() / name
     out, workers = tmp_path / "l.csv", tmp_path / "w.csv"
-    assert main(["aggregate", str(folder), "--method", "ds", "--out", str(out), "--workers", str(workers)]) == 0
-    ds = load_crowd_dataset(folder)
+    # adult2 and trec_rf10 hold workers who answered a task twice with different labels
+    rule = "last" if name in ("adult2", "trec_rf10") else "refuse"
+    assert main(["aggregate", str(folder), "--method", "ds", "--out", str(out), "--workers", str(workers),
+                 "--duplicates", rule]) == 0
+    ds = load_crowd_dataset(folder, duplicates=rule)
     labels = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert set(labels["task"]) == set(ds.answers["task"])
     w = pd.read_csv(workers, dtype={"worker": str}, keep_default_na=False)
@@ -139,3 +142,75 @@ def test_real_folders_keep_ids_as_strings():
     for name in REAL:
         answers = read_answers_csv(crowd_data_root() / name / "answers.csv")
         assert all(answers[c].map(type).eq(str).all() for c in answers.columns)
+
+
+def test_a_row_with_an_extra_field_stops_the_command(tmp_path, capsys):
+    # Item A: exit 0 with tasks 'w1' and labels 'EXTRA' before; now an error naming file and line.
+    answers = tmp_path / "answers.csv"
+    answers.write_text("task,worker,label\nt1,w1,yes\nt2,w1,yes,EXTRA\n")
+    assert main(["aggregate", str(answers), "--method", "mv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hitl aggregate: error:")
+    assert str(answers) in err and "line 3: 4 fields, but the header has 3" in err
+
+
+def test_repeats_count_once_and_conflicts_need_a_rule(tmp_path, capsys):
+    # Item B through the command: ten identical rows are one vote and one answer of w_evil.
+    rows = ["task,worker,label"] + ["t1,w_evil,yes"] * 10 + ["t1,h1,no", "t1,h2,no", "t1,h3,no", "t2,h1,yes"]
+    answers = tmp_path / "answers.csv"
+    answers.write_text("\n".join(rows) + "\n")
+    out, workers = tmp_path / "l.csv", tmp_path / "w.csv"
+    for method in ("mv", "wawa", "ds", "onecoin", "glad", "mace"):
+        assert main(["aggregate", str(answers), "--method", method, "--out", str(out), "--workers", str(workers)]) == 0
+        assert pd.read_csv(out).set_index("task").loc["t1", "label"] == "no", method
+        w = pd.read_csv(workers).set_index("worker")
+        assert w.loc["w_evil", "n_answers"] == 1 and w["n_answers"].sum() == 5
+    assert "9 repeated answer(s)" in capsys.readouterr().err
+    # w_evil changes their mind on line 12: refused by default, the last answer counts with --duplicates last
+    rows[11] = "t1,w_evil,no"
+    answers.write_text("\n".join(rows) + "\n")
+    assert main(["aggregate", str(answers), "--method", "mv"]) == 2
+    err = capsys.readouterr().err
+    assert "worker 'w_evil' answered task 't1' twice with different labels: 'yes' (line 11) and 'no' (line 12)" in err
+    assert main(["aggregate", str(answers), "--method", "mv", "--duplicates", "last", "--workers", str(workers)]) == 0
+    assert pd.read_csv(workers).set_index("worker").loc["w_evil", "n_answers"] == 1
+
+
+@pytest.mark.parametrize("flag", ["--out", "--workers"])
+def test_output_into_a_missing_folder_is_a_clear_error(small_crowd, tmp_path, flag, capsys):
+    # Item C2: a traceback (OSError) before.
+    answers, _, _ = small_crowd
+    target = tmp_path / "no" / "such" / "dir" / "x.csv"
+    assert main(["aggregate", str(answers), "--method", "mv", flag, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hitl aggregate: error:") and "Traceback" not in err
+    assert str(target) in err and flag in err and "does not exist" in err
+    assert main(["aggregate", str(answers), "--method", "mv", flag, str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_a_clear_error(small_crowd, tmp_path, capsys, monkeypatch):
+    answers, _, _ = small_crowd
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", refuse)
+    assert main(["aggregate", str(answers), "--method", "mv", "--out", str(tmp_path / "l.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be written (Permission denied)" in err and str(tmp_path / "l.csv") in err
+
+
+def test_too_many_labels_for_the_spammer_matrices_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import hitl.aggregation._base as base
+
+    # 5 tasks, 50 workers, 10 labels: the vote needs ~1.6 kB, the workers' 10 x 10 matrices ~120 kB
+    rows = [(f"t{i % 5}", f"w{i}", f"l{i % 10}") for i in range(50)]
+    answers = tmp_path / "answers.csv"
+    pd.DataFrame(rows, columns=["task", "worker", "label"]).to_csv(answers, index=False)
+    monkeypatch.setattr(base, "memory_limit_bytes", lambda: 200_000)
+    assert main(["aggregate", str(answers), "--method", "mv"]) == 0
+    monkeypatch.setattr(base, "memory_limit_bytes", lambda: 10_000)
+    capsys.readouterr()
+    assert main(["aggregate", str(answers), "--method", "mv"]) == 2
+    assert "field 'n_classes': is 10: 50 workers' 10 x 10 confusion matrices" in capsys.readouterr().err

@@ -4,9 +4,13 @@ One protocol for every method: integer arrays ``(task, worker, label)`` in, a
 per-task posterior matrix ``posteriors_`` out; ``fit`` / ``fit_predict`` /
 ``fit_predict_proba`` also take a DataFrame with columns ``task, worker, label``.
 A classifier's per-task probabilities can join as one more annotator (``prior``).
+
+One vote per (task, worker), in every method: identical repeats count once, and a worker
+who gave one task two different labels is refused (:class:`hitl.errors.ConflictingAnswerError`)
+unless ``duplicates="last"`` keeps their last answer (see :func:`dedupe_answers`).
 """
 
-from ._base import BaseAggregator, check_answers, check_prior
+from ._base import DUPLICATE_RULES, BaseAggregator, check_answers, check_fit_memory, check_prior, dedupe_answers
 from .dawid_skene import (
     DawidSkene,
     OneCoinDawidSkene,
@@ -55,6 +59,9 @@ __all__ = [
     "confusions_from_posteriors",
     "check_answers",
     "check_prior",
+    "dedupe_answers",
+    "DUPLICATE_RULES",
+    "check_fit_memory",
     "METHODS",
     "CrowdDataset",
     "load_crowd_dataset",

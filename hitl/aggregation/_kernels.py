@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["task_class_sums", "answer_class_sums", "softmax_rows", "vote_counts", "answered_sum", "normalize_rows",
-           "one_coin_scores", "answer_posterior", "csr_em_step", "row_argmax"]
+           "one_coin_scores", "answer_posterior", "csr_em_step", "row_argmax", "pair_repeats",
+           "group_by_task"]
 
 
 @njit(cache=True, nogil=True)
@@ -319,3 +320,124 @@ def csr_em_step(prob_table: np.ndarray, rowidx_by_task: np.ndarray, indptr: np.n
     total = _em_kernel(k)(table, table.min(axis=1), rowidx_by_task, indptr, pr, np.int64(1 if per_task else 0),
                           out, sums, class_sums)
     return out, float(total), sums, class_sums
+
+
+@njit(cache=True, nogil=True)
+def _tasks_contiguous(task, n_tasks):  # pragma: no cover - compiled
+    # True when each task's answers form one run (tasks in any order): touches the
+    # flag array once per run, not once per answer.
+    done = np.zeros(n_tasks, dtype=np.bool_)
+    for i in range(1, task.shape[0]):
+        if task[i] != task[i - 1]:
+            if done[task[i]]:
+                return False
+            done[task[i - 1]] = True
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _group_by_task(task, n_tasks, order):  # pragma: no cover - compiled
+    # Stable counting sort by task, O(n + n_tasks): ``order`` gets the input positions
+    # grouped by task, in input order within a task. Only positions are scattered (one
+    # random write per answer); scattering worker ids too cost more than it saved.
+    fill = np.zeros(n_tasks + 1, dtype=order.dtype)
+    for i in range(task.shape[0]):
+        fill[task[i] + 1] += 1
+    for t in range(n_tasks):
+        fill[t + 1] += fill[t]
+    for i in range(task.shape[0]):
+        t = task[i]
+        order[fill[t]] = i
+        fill[t] += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _walk_repeats(order, identity, task, worker, label, n_workers, keep):  # pragma: no cover - compiled
+    # One vote per (task, worker): walk the answers task by task, in input order within a
+    # task, remembering per worker the task and input position of their latest answer. A
+    # worker seen again on the same task makes that earlier answer a repeat; the later
+    # one is kept. Labels are read only at repeats (rare), not for every answer.
+    seen_task = np.full(n_workers, -1, dtype=np.int64)
+    seen_at = np.zeros(n_workers, dtype=np.int64)
+    conflict_task = np.full(n_workers, -1, dtype=np.int64)
+    n_dropped = 0
+    n_conflict_pairs = 0
+    first_a = -1
+    first_b = -1
+    for p in range(task.shape[0]):
+        i = p if identity else order[p]
+        t = task[i]
+        w = worker[i]
+        if seen_task[w] == t:
+            j = seen_at[w]
+            keep[j] = False
+            n_dropped += 1
+            if label[j] != label[i]:
+                if conflict_task[w] != t:
+                    conflict_task[w] = t
+                    n_conflict_pairs += 1
+                if first_b < 0 or i < first_b:  # the conflict seen first in input order
+                    first_a = j
+                    first_b = i
+        seen_task[w] = t
+        seen_at[w] = i
+    return n_dropped, n_conflict_pairs, first_a, first_b
+
+
+def group_by_task(task: np.ndarray, n_tasks: int) -> np.ndarray:
+    """Input positions of the answers grouped by task, in input order within a task.
+
+    The same as ``np.argsort(task, kind="stable")``, by a counting sort: O(n + n_tasks),
+    about ten times faster on millions of answers. int32 where the positions fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> group_by_task(np.array([2, 0, 2, 1, 0]), 3).tolist()
+    [1, 4, 3, 0, 2]
+    """
+    n = task.shape[0]
+    dt = np.int32 if max(n, n_tasks) < 2**31 - 1 else np.int64  # half the bytes scattered
+    return _group_by_task(task, np.int64(n_tasks), np.empty(n, dtype=dt))
+
+
+def pair_repeats(task: np.ndarray, worker: np.ndarray, label: np.ndarray, n_tasks: int,
+                 n_workers: int) -> tuple[np.ndarray | None, int, int, tuple[int, int] | None]:
+    """Find repeated ``(task, worker)`` answers in one O(n) pass.
+
+    Parameters
+    ----------
+    task, worker, label : ndarray of int64
+        The answers; ids in ``[0, n_tasks)`` and ``[0, n_workers)``.
+    n_tasks, n_workers : int
+        Sizes.
+
+    Returns
+    -------
+    keep : ndarray of bool or None
+        False for every answer followed, later in input order, by another answer of the
+        same worker to the same task (so the last one is kept); None when there is no repeat.
+    n_dropped : int
+        Answers that ``keep`` drops.
+    n_conflict_pairs : int
+        ``(task, worker)`` pairs answered with at least two different labels.
+    first_conflict : tuple of int or None
+        Positions ``(earlier, later)`` of the conflicting pair whose later answer comes
+        first in input order; None without conflict.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t, w, y = np.array([0, 0, 0, 1]), np.array([0, 0, 1, 0]), np.array([1, 0, 1, 1])
+    >>> keep, n_dropped, n_conflicts, first = pair_repeats(t, w, y, 2, 2)
+    >>> keep.tolist(), n_dropped, n_conflicts, first
+    ([False, True, True, True], 1, 1, (0, 1))
+    """
+    keep = np.ones(task.shape[0], dtype=np.bool_)
+    if _tasks_contiguous(task, n_tasks):  # already grouped (a common file layout): walk in place
+        order, identity = np.empty(0, dtype=np.int64), True
+    else:
+        order, identity = group_by_task(task, n_tasks), False
+    n_dropped, n_pairs, a, b = _walk_repeats(order, identity, task, worker, label, np.int64(n_workers), keep)
+    return (keep if n_dropped else None), int(n_dropped), int(n_pairs), ((int(a), int(b)) if b >= 0 else None)

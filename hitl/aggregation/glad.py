@@ -59,6 +59,10 @@ class GLAD(EMAggregator):
     array([1, 0])
     """
 
+    # GLAD's EM has no per-worker matrix; only ``confusions_``, built at the end (sums,
+    # their transpose, the normalised result).
+    _worker_matrix_copies = 3
+
     def __init__(
         self,
         n_iter: int = 100,

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import ConfigError, ValidationError
-from ._base import _factorize, check_answers
+from ._base import _factorize, check_answers, dedupe_answers, one_vote_arrays
 from ._kernels import answer_posterior
 
 __all__ = [
@@ -145,7 +145,8 @@ def worker_accuracy_from_gold(
     Returns
     -------
     WorkerAccuracy
-        ``n`` is the number of gold answers of each worker.
+        ``n`` is the number of gold answers of each worker. Every answer given counts:
+        apply the one-vote rule first (:func:`hitl.aggregation.dedupe_answers`).
 
     Examples
     --------
@@ -178,7 +179,8 @@ def worker_accuracy_from_posteriors(
     Answer ``i`` is right with probability ``posteriors[task[i], label[i]]``; the
     worker's accuracy is the mean of those over their answers. The interval is a Wilson
     interval on the expected number of right answers (approximate: it ignores the
-    uncertainty of the posteriors themselves).
+    uncertainty of the posteriors themselves). Every answer given counts: apply the
+    one-vote rule first (:func:`hitl.aggregation.dedupe_answers`).
 
     Examples
     --------
@@ -249,6 +251,7 @@ def worker_accuracy(
     n_workers: int | None = None,
     n_classes: int | None = None,
     confidence: float = 0.95,
+    duplicates: str = "refuse",
 ) -> WorkerAccuracy:
     """Each worker's accuracy from gold and from the aggregation together.
 
@@ -272,11 +275,14 @@ def worker_accuracy(
     n_tasks, n_workers, n_classes : int, optional
         Sizes; default to ``max + 1`` (gold labels count for ``n_classes``).
     confidence : float, default 0.95
+    duplicates : {"refuse", "last"}, default "refuse"
+        One vote per (task, worker), as in :meth:`hitl.aggregation.BaseAggregator.fit`:
+        identical repeats count once, conflicting ones are refused or the last one counts.
 
     Returns
     -------
     WorkerAccuracy
-        ``n`` is every answer of the worker, ``correct`` the (expected) right ones.
+        ``n`` is every answer of the worker (one per task), ``correct`` the (expected) right ones.
 
     Examples
     --------
@@ -290,6 +296,7 @@ def worker_accuracy(
     from .dawid_skene import OneCoinDawidSkene
 
     t, w, y, nt, nw, k = check_answers(task, worker, label, n_tasks=n_tasks, n_workers=n_workers)
+    t, w, y = one_vote_arrays(t, w, y, nt, nw, duplicates)
     g = _gold_array(gold, nt)
     k = max(k, int(g.max()) + 1, 2) if n_classes is None else int(n_classes)
     if (y >= k).any():
@@ -389,14 +396,16 @@ def detect_spammers(
 
 
 def gold_accuracy(
-    answers: pd.DataFrame, gold: pd.DataFrame | pd.Series, *, confidence: float = 0.95, method: str = "wilson"
+    answers: pd.DataFrame, gold: pd.DataFrame | pd.Series, *, confidence: float = 0.95, method: str = "wilson",
+    duplicates: str = "refuse",
 ) -> pd.DataFrame:
     """Per-worker accuracy on gold tasks from a ``task, worker, label`` DataFrame.
 
     Parameters
     ----------
     answers : DataFrame
-        Columns ``task, worker, label``.
+        Columns ``task, worker, label``; one vote per (task, worker), see
+        :func:`hitl.aggregation.dedupe_answers` (``duplicates`` is passed to it).
     gold : DataFrame with columns ``task, label``, or Series indexed by task
 
     Returns
@@ -420,6 +429,7 @@ def gold_accuracy(
     for col in ("task", "worker", "label"):
         if col not in answers.columns:
             raise ValidationError(f"missing column {col}", field="answers", expected="columns task, worker, label")
+    answers = dedupe_answers(answers, duplicates)
     t, task_ids = _factorize(answers["task"])
     w, worker_ids = _factorize(answers["worker"])
     labels = pd.concat([answers["label"], pd.Series(gold.to_numpy())], ignore_index=True)
