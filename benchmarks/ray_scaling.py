@@ -239,7 +239,12 @@ def bench_dawid_skene(args, out: dict) -> None:
     nt, nw, k = args.tasks, args.workers, 2
     truth = rng.integers(0, k, nt)
     task = np.repeat(np.arange(nt), 3)
-    worker = rng.integers(0, nw, len(task))
+    # Three distinct workers per task (one vote per task and worker): offsets 0 < d1 != d2 < nw.
+    w0 = rng.integers(0, nw, nt)
+    d1 = rng.integers(1, nw, nt)
+    d2 = rng.integers(1, nw - 1, nt)
+    d2 += d2 >= d1
+    worker = (np.stack([w0, w0 + d1, w0 + d2], axis=1) % nw).ravel()
     acc = rng.uniform(0.55, 0.95, nw)
     label = np.where(rng.random(len(task)) < acc[worker], truth[task], rng.integers(0, k, len(task)))
     perm = rng.permutation(len(task))

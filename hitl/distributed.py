@@ -1255,6 +1255,7 @@ def fit_dawid_skene(
     n_shards: int | None = None,
     use_ray: Any = None,
     threshold_answers: int | None = None,
+    duplicates: str = "refuse",
 ) -> Any:
     """Fit Dawid-Skene with the E-step on shards of tasks and the M-step sums added up.
 
@@ -1281,6 +1282,9 @@ def fit_dawid_skene(
         takes seconds: less than starting Ray).
     threshold_answers : int, optional
         Default :attr:`RaySettings.threshold_answers`.
+    duplicates : {"refuse", "last"}, default "refuse"
+        One vote per (task, worker), as in every aggregator's ``fit``: an exact repeat
+        counts once, a conflicting one is refused (``"last"``: the last one is kept).
 
     Returns
     -------
@@ -1298,12 +1302,14 @@ def fit_dawid_skene(
     """
     from .aggregation import DawidSkene, check_answers, check_prior, ds_m_step
     from .aggregation import dawid_skene as _ds_module
+    from .aggregation._base import one_vote_arrays
 
     use_ray = _use_ray(use_ray)
     agg = DawidSkene() if aggregator is None else aggregator
     if type(agg) is not DawidSkene:  # a subclass may change the steps
         raise ConfigError(f"is a {type(agg).__name__}", field="aggregator", expected="a hitl.aggregation.DawidSkene")
     t, w, y, nt, nw, k = check_answers(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes)
+    t, w, y = one_vote_arrays(t, w, y, nt, nw, duplicates)
     p = None if prior is None else check_prior(prior, nt, k)
     n_iter = int(agg.n_iter)
     if n_iter < 1:
@@ -1466,13 +1472,14 @@ def aggregate(
     prior: Any = None,
     use_ray: Any = None,
     threshold_answers: int | None = None,
+    duplicates: str = "refuse",
 ) -> Any:
     """``aggregator.fit(...)``, run as :func:`fit_dawid_skene` on Ray when that pays.
 
     Ray is used for a :class:`~hitl.aggregation.DawidSkene` with at least
     ``threshold_answers`` answers when Ray is up (see :func:`fit_dawid_skene`), or always
     with ``use_ray=True``; every other aggregator, and every smaller job, is fitted
-    in-process as usual.
+    in-process as usual. ``duplicates`` is the one-vote rule of every ``fit``.
 
     Examples
     --------
@@ -1490,7 +1497,8 @@ def aggregate(
     if type(aggregator) is DawidSkene and not hasattr(task, "columns") and (
             use_ray is True or (use_ray == "auto" and n >= threshold and _ray_is_up())):
         return fit_dawid_skene(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes,
-                               prior=prior, aggregator=aggregator, use_ray=True)
+                               prior=prior, aggregator=aggregator, use_ray=True, duplicates=duplicates)
     if hasattr(task, "columns"):
-        return aggregator.fit(task, prior=prior)
-    return aggregator.fit(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes, prior=prior)
+        return aggregator.fit(task, prior=prior, duplicates=duplicates)
+    return aggregator.fit(task, worker, label, n_tasks=n_tasks, n_workers=n_workers, n_classes=n_classes, prior=prior,
+                          duplicates=duplicates)

@@ -58,7 +58,8 @@ def _crowd(n_tasks=6000, n_workers=40, k=3, per_task=3, seed=0):
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, k, n_tasks)
     task = np.repeat(np.arange(n_tasks), per_task)
-    worker = rng.integers(0, n_workers, len(task))
+    # Distinct workers per task: one vote per (task, worker), as every aggregator requires.
+    worker = np.argsort(rng.random((n_tasks, n_workers)), axis=1)[:, :per_task].ravel()
     acc = rng.uniform(0.45, 0.95, n_workers)
     label = np.where(rng.random(len(task)) < acc[worker], truth[task], rng.integers(0, k, len(task)))
     perm = rng.permutation(len(task))
