@@ -26,7 +26,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DataFormatError, HitlError, ValidationError
+from .errors import ConfigError, DataFormatError, ValidationError
 from .queue import TaskQueue
 from .store import Store
 from .workforce import Answers, HITer

@@ -7,7 +7,6 @@ process dies there as far as the store can tell (the real SIGKILLs are in
 """
 
 import datetime as dt
-import json
 import sqlite3
 
 import numpy as np
@@ -22,6 +21,7 @@ from hitl.models import SklearnModel
 from hitl.queue import TaskQueue
 from hitl.store import Store
 from hitl.workforce import Answers, HITer
+from test_resume import _state as _tables
 
 START = dt.date(2026, 3, 2)
 
@@ -41,20 +41,6 @@ def _project(X, y, store=":memory:", **kw):
     kw.setdefault("progress", False)
     return hitl.LabelingProject(kw.pop("pool", None) or hitl.Pool(X), SklearnModel(LogisticRegression(), n_classes=3),
                                 workforce=crowd, store=store, **kw)
-
-
-def _tables(db):
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return {
-            "answers": con.execute("SELECT item, worker, label, round, seconds FROM answers ORDER BY item, worker").fetchall(),
-            "assignments": con.execute("SELECT item, worker, round, kind FROM assignments ORDER BY item, worker").fetchall(),
-            "labels": con.execute("SELECT item, label, source, round FROM labels ORDER BY item").fetchall(),
-            "ledger": con.execute("SELECT kind, item, worker, round, period, seq, base_micros, price_micros, hiter_micros "
-                                  "FROM ledger_lines ORDER BY kind, item, worker, period, seq").fetchall(),
-        }
-    finally:
-        con.close()
 
 
 # -- 2. out-of-range labels ---------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, StoreError, ValidationError
+from ..errors import ConfigError, ValidationError
 from ..store import Store
 from ._money import MICROS, PARTIES, Split, ceil_fraction, to_fraction
 from .wages import WageTable
