@@ -305,7 +305,6 @@ class LabelingProject:
             config["start_date"] = (start_date or _dt.date.today()).isoformat()
         return config
 
-
     # ------------------------------------------------------------------ validation
     def _check_parts(self, pool: Any, model: Any, workforce: Any) -> None:
         if not isinstance(pool, Pool):
@@ -677,7 +676,8 @@ class LabelingProject:
                 # In-process for small pools; sharded over Ray actors when the pool is large
                 # enough for that to pay. One Prelabeler per project keeps the pool in Ray's
                 # object store across rounds.
-                proba[score] = self._prelabeler.predict_proba(self.model, self.pool.X, rows=score)
+                proba[score] = _check_proba(self._prelabeler.predict_proba(self.model, self.pool.X, rows=score),
+                                            len(score), k)
             audited = np.flatnonzero(audit_mask & labeled)
             conf = proba.max(1)
             audit_check = (conf[audited], proba[audited].argmax(1) == y[audited])
@@ -1110,6 +1110,15 @@ def _check_truth(y: Sequence[int], n: int, k: int, field_name: str) -> np.ndarra
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= k)):
         raise ValidationError("holds values outside the label set", field=field_name, expected=f"integers in [0, {k})")
     return y
+
+
+def _check_proba(proba: Any, n: int, k: int) -> np.ndarray:
+    """The model's probabilities, refused with a typed error when they do not cover the project's classes."""
+    proba = np.asarray(proba)
+    if proba.shape != (n, k):
+        raise ValidationError(f"returned shape {proba.shape} for {n} items", field="model.predict_proba",
+                              expected=f"({n}, {k}): one column per class of the project (give the model n_classes={k})")
+    return proba
 
 
 def _whole(value: Any, field_name: str, *, low: int) -> int:

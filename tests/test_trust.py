@@ -376,3 +376,12 @@ def test_a_deeply_nested_label_studio_export_is_a_format_error(tmp_path, capsys)
         from hitl.labelstudio import read_annotations
 
         read_annotations(deep)
+
+
+def test_a_model_that_does_not_know_every_class_is_a_typed_error(blobs):
+    X, y = blobs
+    model = SklearnModel(LogisticRegression())  # n_classes left out: it learns only the classes it has seen
+    project = hitl.LabelingProject(hitl.Pool(X), model, workforce=_crowd(y), classes=["a", "b", "c"],
+                                   gold={str(i): "a" if i % 2 else "b" for i in range(20)}, progress=False)
+    with pytest.raises(ValidationError, match="n_classes=3"):
+        project.run(batch_size=10, max_rounds=1)
