@@ -18,7 +18,7 @@ import pandas as pd
 from .errors import AnswersPending, ConfigError, ValidationError
 from .pool import Pool
 from .routing import AcceptDecision, Budget, Router, tenure_days
-from .store import Store
+from .store import Store, whole_numbers
 from .workforce import Workforce
 
 _HUMAN = ("human", "aggregated")
@@ -569,12 +569,10 @@ class LabelingProject:
 
     def _store_workers(self, workers: Any) -> np.ndarray:
         """Store positions of workforce positions, refusing any that is not a HITer of the workforce."""
-        w = np.asarray(workers).reshape(-1)
-        ok = w.dtype.kind in "iu" and bool(((w >= 0) & (w < len(self._wpos))).all())
-        if not ok:
-            bad = next((v for v in w.tolist() if not (isinstance(v, (int, np.integer)) and 0 <= v < len(self._wpos))),
-                       w.dtype)
-            raise ValidationError(f"is {bad!r}", field="worker",
+        w = whole_numbers(workers, "worker")
+        bad = (w < 0) | (w >= len(self._wpos))
+        if bad.any():
+            raise ValidationError(f"is {w[bad][0]}", field="worker",
                                   expected=f"a position in the workforce's HITers, 0 to {len(self._wpos) - 1}")
         return self._wpos[w]
 

@@ -528,14 +528,11 @@ class Store:
 
     def _check_answers(self, items: Any, workers: Any, labels: Any, seconds: Any) -> tuple[np.ndarray, ...]:
         """The four columns of a chunk as arrays, or a :class:`ValidationError` naming the first bad answer."""
-        items = _whole_numbers(items, "item")
-        workers = _whole_numbers(workers, "worker")
+        items = whole_numbers(items, "item")
+        workers = whole_numbers(workers, "worker")
         labels_in = labels
-        labels = _whole_numbers(labels, "label")
-        try:
-            seconds = np.asarray(seconds, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise ValidationError(f"are {seconds!r:.60}", field="seconds", expected="numbers of seconds") from None
+        labels = whole_numbers(labels, "label")
+        seconds = _numbers(seconds, "seconds")
         n = len(items)
         if not (len(workers) == len(labels) == len(seconds) == n):
             raise ValidationError("items, workers, labels and seconds differ in length", field="answers")
@@ -691,8 +688,16 @@ class Store:
         return [dict(at=a, round=r, kind=k, payload=json.loads(p or "{}")) for a, r, k, p in self._db.execute(sql + " ORDER BY id", params)]
 
 
-def _whole_numbers(values: Any, field: str) -> np.ndarray:
-    """A 1-d int64 array of ``values``, refusing anything that is not a whole number (no silent truncation)."""
+def whole_numbers(values: Any, field: str) -> np.ndarray:
+    """A 1-d int64 array of ``values``, refusing anything that is not a whole number (no silent truncation).
+
+    Integers pass; floats pass only when they hold a whole number (``2.0``, not ``2.5``).
+
+    Examples
+    --------
+    >>> whole_numbers([1, 2.0], "label").tolist()
+    [1, 2]
+    """
     arr = np.asarray(values).reshape(-1)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64, copy=False)
@@ -707,6 +712,20 @@ def _whole_numbers(values: Any, field: str) -> np.ndarray:
     if len(arr) == 0:
         return np.zeros(0, dtype=np.int64)
     raise ValidationError(f"holds {arr.dtype} values such as {arr[0]!r}", field=field, expected="whole numbers")
+
+
+def _numbers(values: Any, field: str) -> np.ndarray:
+    """A 1-d float64 array of ``values``, refusing text, booleans and anything else that is not a number."""
+    arr = np.asarray(values).reshape(-1)
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64)
+    if len(arr) == 0 or (arr.dtype.kind == "O" and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                                                         for v in arr.tolist())):
+        try:
+            return arr.astype(np.float64)
+        except OverflowError:
+            raise ValidationError("holds a number too large for a float", field=field, expected="numbers") from None
+    raise ValidationError(f"holds {arr.dtype} values such as {arr[0]!r}", field=field, expected="numbers")
 
 
 def _json_default(obj: Any) -> Any:
