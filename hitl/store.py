@@ -78,8 +78,6 @@ LABEL_SOURCES = ("machine", "human", "aggregated")
 _OWN_PREFIXES = ("hq_", "ledger_", "sqlite_")
 _OWN_TABLES = {"meta", "items", "workers", "rounds", "assignments", "priors", "answers", "labels", "events",
                "payments"}
-# Settings of a project that change its results: recorded when it is created, checked on resume.
-SETTING_KEYS = ("features", "config")
 
 
 class Store:
@@ -211,11 +209,6 @@ class Store:
         finally:
             self._depth = 0
             self._db.execute("COMMIT")
-
-    @property
-    def in_transaction(self) -> bool:
-        """Whether a transaction of this store is open (writes now commit with it)."""
-        return self._depth > 0
 
     def close(self) -> None:
         self._db.close()
